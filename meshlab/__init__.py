@@ -1,0 +1,1 @@
+"""meshlab: build each stage of a service mesh for real, from edge proxy to multi-cluster."""

@@ -1,0 +1,166 @@
+"""The one backend interface every runtime implements (modelled on kind's Provider)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class MeshlabError(Exception):
+    """A user-facing error: one line that names what and where, plus a hint."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+@dataclass
+class Availability:
+    """Whether a backend can run here, and what is missing with how to get it."""
+
+    name: str
+    ok: bool
+    present: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerInfo:
+    """One container of a pod and its state (running, killed, exited, waiting)."""
+
+    name: str
+    image: str
+    state: str
+    pid: int | None = None
+    restarts: int = 0
+
+
+@dataclass
+class PodInfo:
+    """A pod as the course sees it."""
+
+    name: str
+    namespace: str
+    node: str
+    ip: str
+    ready: bool
+    phase: str
+    labels: dict = field(default_factory=dict)
+    containers: list[ContainerInfo] = field(default_factory=list)
+    cluster: str = ""
+
+    @property
+    def service(self) -> str:
+        return self.labels.get("app", "")
+
+    @property
+    def version(self) -> str:
+        return self.labels.get("version", "")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class NodeInfo:
+    """A node (a kind container, or a named group of loopback addresses locally)."""
+
+    name: str
+    ip: str
+    ready: bool
+    cluster: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ProxyInfo:
+    """A running Envoy: which role it plays, where, and its admin URL."""
+
+    name: str
+    role: str
+    pod: str
+    node: str
+    state: str
+    admin_url: str = ""
+    cluster: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(abc.ABC):
+    """A place where a lab's manifests run: local processes, kind, or an existing cluster."""
+
+    name: str = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def availability(cls) -> Availability:
+        """Probe: can this backend run on this machine, and what is missing."""
+
+    @abc.abstractmethod
+    def up(self, nodes: int = 3, clusters: int = 1) -> None:
+        """Create the cluster(s); tear down what was made if this fails half-way."""
+
+    @abc.abstractmethod
+    def apply(self, docs: list[dict]) -> list[str]:
+        """Create or update objects; return their `kind/name` references."""
+
+    @abc.abstractmethod
+    def delete(self, docs: list[dict]) -> list[str]:
+        """Delete objects; return their `kind/name` references."""
+
+    @abc.abstractmethod
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every workload is rolled out and ready."""
+
+    @abc.abstractmethod
+    def pods(self) -> list[PodInfo]:
+        """Every pod of the lab."""
+
+    @abc.abstractmethod
+    def nodes(self) -> list[NodeInfo]:
+        """Every node of the lab."""
+
+    @abc.abstractmethod
+    def proxies(self) -> list[ProxyInfo]:
+        """Every Envoy of the lab, with its role."""
+
+    @abc.abstractmethod
+    def entrypoint(self) -> str:
+        """The URL a learner sends traffic to (the edge, or the frontend without one)."""
+
+    @abc.abstractmethod
+    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
+        """Kill a pod, every pod of a node, or one proxy; it stays down until restore()."""
+
+    @abc.abstractmethod
+    def restore(self) -> None:
+        """Bring back everything kill() took down and clear injected faults."""
+
+    @abc.abstractmethod
+    def inject(self, service: str, errors: float = 0.0, latency_ms: int = 0, pod: str | None = None) -> list[str]:
+        """Set the app's fault knobs on every pod of a service (or one pod)."""
+
+    @abc.abstractmethod
+    def logs(self, dest: Path) -> Path:
+        """Collect every container's log into dest; return the folder."""
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Remove everything this lab made; idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.down()
+        return False
