@@ -1,0 +1,39 @@
+"""The stages of the course: what each deploys (manifests) and what it teaches (info)."""
+
+from __future__ import annotations
+
+from .. import manifests
+from ..backends.base import MeshlabError
+from . import edge, info, shop
+
+BUILDERS = {
+    0: lambda: shop.documents(),
+    1: lambda: shop.documents() + [edge.ingress()],
+}
+
+
+def number(stage) -> int:
+    """A stage number from a number, a key such as 'edge', or a numeric string."""
+    try:
+        return info.get(stage).number
+    except (KeyError, ValueError, IndexError, TypeError):
+        known = ", ".join(f"{s.number}/{s.key}" for s in info.STAGES)
+        raise MeshlabError(f"unknown stage {stage!r}", f"choose one of {known}") from None
+
+
+def documents(stage) -> list[dict]:
+    """Every Kubernetes object a stage deploys (the same on every backend)."""
+    n = number(stage)
+    if n not in BUILDERS:
+        raise MeshlabError(f"stage {n} ({info.get(n).key}) cannot be deployed yet", "this stage arrives in a later release")
+    return BUILDERS[n]()
+
+
+def yaml_text(stage) -> str:
+    """A stage's manifests as the YAML a learner can read or kubectl apply."""
+    return manifests.dump(documents(stage))
+
+
+def deployable() -> list[int]:
+    """Stage numbers that can be deployed."""
+    return sorted(BUILDERS)

@@ -1,0 +1,245 @@
+"""The kind backend: one kind cluster per lab (`meshlab-<lab>`), Traefik at the edge, kubectl for the rest.
+
+Ownership: kind has no cluster labels, so meshlab records what it made twice: every node carries the
+Kubernetes label meshlab.io/owned=true (kind's `labels` node field, which kind turns into the kubelet's
+--node-labels for every kubeadm API version), and a marker file `<state>/kind/meshlab-<lab>.json`
+holds the control-plane container's id. down() deletes a cluster only when the marker exists and the
+container id (or, before it was recorded, the node label) matches: never a cluster meshlab did not create.
+
+Ports: the control-plane node's containerPort 80 is published on 127.0.0.1:<free port> (extraPortMappings,
+listenAddress 127.0.0.1); Traefik binds hostPort 80 on that node, so the entrypoint is http://127.0.0.1:<port>.
+Before the lab has an Ingress (stage 0) the entrypoint is the frontend Service through a `kubectl port-forward`
+that the backend starts, records in the marker file and stops in down().
+
+Faults on kind:
+- kill(pod=...) force-deletes the pod; its ReplicaSet replaces it at once (see ClusterBackend.kill_pod).
+- kill(node=...) is `docker stop <node container>`; restore() `docker start`s it and waits for Ready.
+  The control-plane node is refused (it runs the API server and the edge).
+- kill(proxy=...) freezes the proxy: SIGSTOP, from inside the node container, to the proxy container's
+  main process (pid from `crictl inspect`). It keeps its sockets but answers nothing, and stays down
+  until restore() sends SIGCONT, unless a liveness probe makes the kubelet restart it first.
+- inject(...) POSTs to the app's /_meshlab/fault through `kubectl exec` of python in the app container.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from . import traefik
+from .base import Availability, MeshlabError, NodeInfo
+from .kube import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, check_name, free_port, os_hint, state_root
+from .kubectl import Kubectl, Runner, check, container_id
+
+EDGE_NAMESPACE = "meshlab-system"
+NODE_CONTAINER_PORT = 80
+CREATE_TIMEOUT = 900.0  # the first run pulls the kindest/node image
+HINTS = {
+    "docker": {"Linux": "install Docker Engine: https://docs.docker.com/engine/install/ "
+                        "(then `sudo usermod -aG docker $USER` and log in again)",
+               "Darwin": "install Docker Desktop: https://docs.docker.com/desktop/setup/install/mac-install/",
+               "Windows": "install Docker Desktop (WSL 2 backend): https://docs.docker.com/desktop/setup/install/windows-install/"},
+    "engine": {"Linux": "start the Docker engine: `sudo systemctl start docker`; if `docker info` says permission "
+                        "denied, `sudo usermod -aG docker $USER` and log in again",
+               "Darwin": "start Docker Desktop and wait until it says the engine is running",
+               "Windows": "start Docker Desktop and wait until it says the engine is running"},
+    "kind": {"Linux": "install kind: `go install sigs.k8s.io/kind@latest`, or a release binary: "
+                      "https://kind.sigs.k8s.io/docs/user/quick-start/#installing-from-release-binaries",
+             "Darwin": "install kind: `brew install kind`",
+             "Windows": "install kind: `winget install Kubernetes.kind` (or `choco install kind`)"},
+    "kubectl": KUBECTL_HINTS,
+}
+
+
+def cluster_config(name: str, nodes: int, host_port: int) -> dict:
+    """kind's Cluster config: 1 control-plane (the edge node, port-mapped) + nodes-1 workers, all labelled as meshlab's."""
+    control_plane = {"role": "control-plane", "labels": {OWNED_LABEL: "true", traefik.EDGE_NODE_LABEL: "true"},
+                     "extraPortMappings": [{"containerPort": NODE_CONTAINER_PORT, "hostPort": host_port,
+                                            "listenAddress": "127.0.0.1", "protocol": "TCP"}]}
+    workers = [{"role": "worker", "labels": {OWNED_LABEL: "true"}} for _ in range(nodes - 1)]
+    return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": name, "nodes": [control_plane, *workers]}
+
+
+class KindBackend(ClusterBackend):
+    """A lab as its own kind cluster on this machine's Docker."""
+
+    name = "kind"
+    pin_namespace = False
+    all_namespaces = True
+
+    def __init__(self, lab: str = "default", runner: Runner | None = None, edge_port: int | None = None, progress=None):
+        self.lab = check_name(lab)
+        self.cluster_name = f"meshlab-{lab}"
+        kubectl = Kubectl(f"kind-{self.cluster_name}", "default", runner)
+        super().__init__(kubectl, "default", EDGE_NAMESPACE, state_root() / "kind" / f"{self.cluster_name}.json", progress)
+        self.cluster = self.cluster_name
+        self.edge_port = edge_port
+
+    @classmethod
+    def availability(cls, runner: Runner | None = None, which=shutil.which) -> Availability:
+        """docker, kind and kubectl on PATH, and a Docker engine that answers `docker info`."""
+        runner, found = runner or Runner(), Availability("kind", ok=False)
+        for tool in ("docker", "kind", "kubectl"):
+            if which(tool):
+                found.present.append(tool)
+            else:
+                found.missing.append(tool)
+                found.hints.append(os_hint(HINTS[tool]))
+        if "docker" in found.present:
+            if runner.run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=30).returncode == 0:
+                found.present.append("docker engine")
+            else:
+                found.missing.append("docker engine (not running or not reachable)")
+                found.hints.append(os_hint(HINTS["engine"]))
+        found.ok = not found.missing
+        return found
+
+    # ---- the cluster -----------------------------------------------------------------------------
+    def run(self, argv: list[str], what: str, timeout: float = 120.0, input: str | None = None) -> str:
+        return check(self.runner.run(argv, input=input, timeout=timeout), what)
+
+    def clusters(self) -> list[str]:
+        return self.run(["kind", "get", "clusters"], "kind get clusters").split()
+
+    def owned(self) -> bool:
+        """Whether the cluster called meshlab-<lab> is one meshlab created (marker file + id or node label)."""
+        state = self.state.read()
+        if not state:
+            return False
+        if state.get("control_plane_id"):
+            return self.control_plane_id() == state["control_plane_id"]
+        result = self.kubectl.call("get", "nodes", "-l", f"{OWNED_LABEL}=true", "-o", "name", namespace=None)
+        return result.returncode == 0 and bool(result.stdout.strip())
+
+    def control_plane_id(self) -> str:
+        result = self.runner.run(["docker", "inspect", "--format", "{{.Id}}", f"{self.cluster_name}-control-plane"])
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def up(self, nodes: int = 3, clusters: int = 1) -> None:
+        """Create meshlab-<lab> (1 control-plane + nodes-1 workers) and its edge; delete it again if this fails."""
+        if clusters != 1:
+            raise MeshlabError("the kind backend runs one cluster per lab for now", "use clusters=1")
+        if nodes < 1:
+            raise MeshlabError(f"nodes={nodes}: a cluster needs at least one node", "use nodes=3 (1 control-plane + 2 workers)")
+        if self.cluster_name in self.clusters():
+            return self._reuse(nodes)
+        port = self.edge_port or free_port()
+        self.state.write({"cluster": self.cluster_name, "context": self.kubectl.context, "edge_port": port, "nodes": nodes})
+        workers = f" + {nodes - 1} worker(s)" if nodes > 1 else ""
+        self.say(f"creating kind cluster {self.cluster_name} (1 control-plane{workers}); "
+                 "the first run downloads the node image")
+        config = yaml.safe_dump(cluster_config(self.cluster_name, nodes, port), sort_keys=False)
+        ours = True
+        try:
+            result = self.runner.run(["kind", "create", "cluster", "--name", self.cluster_name, "--config", "-"],
+                                     input=config, timeout=CREATE_TIMEOUT)
+            ours = "already exist" not in (result.stderr or "")  # a same-named cluster appeared meanwhile: not ours
+            check(result, f"kind create cluster {self.cluster_name}")
+            self.state.update(control_plane_id=self.control_plane_id())
+            self.kubectl.run("wait", "--for=condition=Ready", "node", "--all", "--timeout=180s", namespace=None,
+                             timeout=210, what="nodes did not become Ready")
+            self.install_edge(host_port=NODE_CONTAINER_PORT, with_namespace=True)
+        except BaseException:  # including Ctrl-C mid-create: kind leaves the node containers behind
+            if ours:
+                self._teardown(strict=False)
+            else:
+                self.state.remove()
+            raise
+
+    def _reuse(self, nodes: int) -> None:
+        """Keep a cluster meshlab made earlier (after a kernel restart); refuse anyone else's."""
+        if not self.owned():
+            raise MeshlabError(f"a kind cluster named {self.cluster_name} exists that meshlab did not create",
+                               f"use another lab name, or delete it yourself: kind delete cluster --name {self.cluster_name}")
+        have = self.state.read().get("nodes", 1)
+        if have < nodes:
+            raise MeshlabError(f"kind cluster {self.cluster_name} has {have} node(s), this needs {nodes}",
+                               "run lab.down() (or `meshlab down`), then up again")
+        self.say(f"reusing kind cluster {self.cluster_name}")
+        self.install_edge(host_port=NODE_CONTAINER_PORT, with_namespace=True)
+
+    def _teardown(self, strict: bool = True) -> None:
+        """`kind delete cluster` and forget the marker; strict=False (cleanup after a failure) only reports errors."""
+        self.say(f"deleting kind cluster {self.cluster_name}")
+        result = self.runner.run(["kind", "delete", "cluster", "--name", self.cluster_name], timeout=300)
+        if result.returncode != 0 and not strict:
+            self.say(f"could not delete it; run `kind delete cluster --name {self.cluster_name}` yourself")
+            return
+        check(result, f"kind delete cluster {self.cluster_name}")
+        self.state.remove()
+
+    def down(self) -> None:
+        """Delete the lab's cluster if meshlab created it; idempotent; any other cluster is left alone."""
+        self.stop_forwards()
+        if self.cluster_name not in self.clusters():
+            self.state.remove()
+            return
+        if not self.owned():
+            self.say(f"not deleting kind cluster {self.cluster_name}: meshlab did not create it")
+            return
+        self._teardown()
+
+    def edge_url(self) -> str:
+        """The edge port published on 127.0.0.1 when the cluster was created."""
+        port = self.state.read().get("edge_port")
+        if not port:
+            raise MeshlabError(f"no record of {self.cluster_name}'s edge port", "run lab.up() first")
+        return f"http://127.0.0.1:{port}"
+
+    # ---- views and faults ------------------------------------------------------------------------
+    def stopped_nodes(self) -> list[str]:
+        """Node containers of this cluster that are not running (kill(node=...) stopped them)."""
+        out = self.run(["docker", "ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster_name}",
+                        "--filter", "status=exited", "--format", "{{.Names}}"], "docker ps")
+        return out.split()
+
+    def nodes(self) -> list[NodeInfo]:
+        """Kubernetes' view, except that a stopped node container is not ready even before Kubernetes notices."""
+        stopped = set(self.stopped_nodes())
+        found = super().nodes()
+        for node in found:
+            node.ready = node.ready and node.name not in stopped
+        return found
+
+    def kill_node(self, node: str) -> list[str]:
+        """`docker stop` a worker's container; returns the pods that ran there. Down until restore()."""
+        names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
+        if node not in names:
+            raise MeshlabError(f"no node {node} in {self.cluster_name}", f"nodes are {', '.join(names)}")
+        if node.endswith("-control-plane"):
+            raise MeshlabError(f"refusing to stop {node}: it runs the Kubernetes API and the edge", "kill a worker node")
+        pods = [p["metadata"]["name"] for p in self.pod_objects() if (p.get("spec") or {}).get("nodeName") == node]
+        self.run(["docker", "stop", node], f"docker stop {node}", timeout=90)
+        return pods or [f"node/{node}"]
+
+    def kill_proxy_container(self, pod: dict, container: str) -> None:
+        """SIGSTOP the container's main process from its node (see the module docstring)."""
+        node, cid = pod["spec"]["nodeName"], container_id(pod, container)
+        if not cid:
+            raise MeshlabError(f"proxy {pod['metadata']['name']}/{container} is not running", "wait for lab.wait_ready()")
+        info = json.loads(self.run(["docker", "exec", node, "crictl", "inspect", cid], "crictl inspect"))
+        pid = int(info["info"]["pid"])
+        self.run(["docker", "exec", node, "kill", "-STOP", str(pid)], f"freeze {pod['metadata']['name']}")
+        frozen = self.state.read().get("frozen", [])
+        self.state.update(frozen=frozen + [{"pod": pod["metadata"]["name"], "container": container, "node": node, "pid": pid}])
+
+    def restore(self) -> None:
+        """Start stopped nodes (waiting for Ready), thaw frozen proxies, clear injected faults."""
+        for node in self.stopped_nodes():
+            self.run(["docker", "start", node], f"docker start {node}", timeout=90)
+            self.kubectl.run("wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s", namespace=None,
+                             timeout=210, what=f"node {node} did not come back")
+        for frozen in self.state.read().get("frozen", []):
+            self.runner.run(["docker", "exec", frozen["node"], "kill", "-CONT", str(frozen["pid"])])
+        if self.state.read():
+            self.state.update(frozen=[])
+        super().restore()
+
+    def logs(self, dest: Path) -> Path:
+        """`kind export logs` (nodes, kubelet, containerd) into dest/kind, then every container's log."""
+        dest = Path(dest)
+        self.run(["kind", "export", "logs", str(dest / "kind"), "--name", self.cluster_name], "kind export logs", timeout=300)
+        return super().logs(dest)

@@ -1,0 +1,87 @@
+"""Where a lab's state lives on disk, and which 127.L.0.0/16 block it owns."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..base import MeshlabError
+
+LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+FIRST_OCTET, LAST_OCTET = 10, 250
+
+
+def state_root() -> Path:
+    """The folder holding every local lab: $MESHLAB_HOME, else XDG state, else ~/.local/state."""
+    if os.environ.get("MESHLAB_HOME"):
+        return Path(os.environ["MESHLAB_HOME"])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "meshlab"
+
+
+def check_name(name: str) -> str:
+    """A lab name is a DNS label (it becomes part of cluster and socket names)."""
+    if not LAB_NAME.match(name or ""):
+        raise MeshlabError(f"lab name {name!r} is not valid", "use 1-32 lowercase letters, digits and '-', e.g. 'lab1'")
+    return name
+
+
+def lab_dir(name: str) -> Path:
+    """The folder of one lab."""
+    return state_root() / "labs" / check_name(name)
+
+
+def all_labs() -> list[str]:
+    """Names of every lab that has a folder."""
+    labs = state_root() / "labs"
+    return sorted(p.name for p in labs.iterdir() if (p / "state.json").exists()) if labs.is_dir() else []
+
+
+def read_state(name: str) -> dict:
+    """The lab's state file, or {} when there is none."""
+    try:
+        return json.loads((lab_dir(name) / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_state(folder: Path, state: dict) -> None:
+    """Write state.json atomically, readable by the owner only."""
+    tmp = folder / "state.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, folder / "state.json")
+
+
+@contextmanager
+def registry_lock():
+    """Serialise octet allocation between labs started at the same time."""
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(root / "registry.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def allocate_octet(name: str) -> int:
+    """Claim the lowest free second octet for this lab (127.L.0.0/16); call under registry_lock."""
+    taken = {read_state(other).get("octet") for other in all_labs() if other != name}
+    for octet in range(FIRST_OCTET, LAST_OCTET + 1):
+        if octet not in taken:
+            return octet
+    raise MeshlabError("no free address block for another lab", "run 'meshlab down --all' to remove old labs")
+
+
+def socket_address(folder: Path) -> str:
+    """The supervisor's Unix socket, in the abstract namespace (no path length limit, no file)."""
+    import hashlib
+
+    return "\0meshlab-" + hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:20]

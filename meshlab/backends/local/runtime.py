@@ -1,0 +1,375 @@
+"""The local cluster: stored objects reconciled into pods, Services, DNS and the edge proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..base import MeshlabError, NodeInfo, ProxyInfo
+from . import ingress, kinds, network, probes, procs, workloads
+from .forwarder import Forwarder
+from .paths import write_state
+from .pods import Pod
+
+TICK = 0.2
+
+
+@dataclass
+class Node:
+    """A named node: a host IP and a pool of pod IPs in 127.L.N.0/24."""
+
+    name: str
+    index: int
+    ip: str
+    ready: bool = True
+    next_pod: int = 10
+
+
+def key_of(doc: dict) -> tuple:
+    """(kind, namespace, name) of an object."""
+    meta = doc["metadata"]
+    ns = None if doc["kind"] in ("Namespace", "IngressClass") else meta.get("namespace", "default")
+    return doc["kind"], ns, meta["name"]
+
+
+class Runtime:
+    """Everything a local lab runs, owned by the supervisor's event loop."""
+
+    def __init__(self, folder: Path, octet: int, nodes: int, state: dict):
+        self.folder, self.octet, self.state = folder, octet, state
+        self.entry_ip = f"127.{octet}.0.1"
+        self.dns = (f"127.{octet}.0.2", 5353)
+        self.nodes = {f"node-{i}": Node(f"node-{i}", i, f"127.{octet}.{i}.1") for i in range(1, nodes + 1)}
+        self.objects: dict[tuple, dict] = {}
+        self.pods: dict[str, Pod] = {}
+        self.cluster_ips: dict[tuple, str] = {}
+        self.forwarders: dict[tuple, Forwarder] = {}
+        self.projected: dict[tuple, str] = {}
+        self.next_probe: dict[tuple, float] = {}
+        self.dirty = True
+        self._lock = asyncio.Lock()
+
+    # ---- objects -------------------------------------------------------------------------
+    async def apply(self, docs: list[dict], source: str) -> list[str]:
+        """Store objects (after the local-subset check) and reconcile."""
+        for doc in docs:
+            kinds.check_supported(doc, source)
+        async with self._lock:
+            refs = []
+            for doc in docs:
+                self.objects[key_of(doc)] = doc
+                refs.append(f"{doc['kind']}/{doc['metadata']['name']}")
+            await self._reconcile()
+            return refs
+
+    async def delete(self, docs: list[dict]) -> list[str]:
+        """Remove objects and reconcile."""
+        async with self._lock:
+            refs = [f"{d['kind']}/{d['metadata']['name']}" for d in docs if self.objects.pop(key_of(d), None)]
+            await self._reconcile()
+            return refs
+
+    def of_kind(self, kind: str) -> list[dict]:
+        """Stored objects of one kind."""
+        return [doc for (k, _, _), doc in sorted(self.objects.items(), key=lambda i: str(i[0])) if k == kind]
+
+    def configmap(self, namespace: str, name: str) -> dict | None:
+        return self.objects.get(("ConfigMap", namespace, name))
+
+    # ---- reconcile -----------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        self._sync_edge()
+        self._sync_workloads()
+        self._sync_volumes()
+        await self._sync_services()
+        self.dirty = True
+
+    def _sync_edge(self) -> None:
+        """meshlab's ingress controller: an edge Envoy whenever an Ingress it serves exists."""
+        served = [i for i in self.of_kind("Ingress") if ingress.serves(i)]
+        cm_key = ("ConfigMap", ingress.EDGE_NAMESPACE, "edge-envoy")
+        dep_key = ("Deployment", ingress.EDGE_NAMESPACE, ingress.EDGE_NAME)
+        if not served:
+            self.objects.pop(cm_key, None)
+            self.objects.pop(dep_key, None)
+            return
+        self.objects[cm_key] = ingress.config_map(self.entry_ip, served, self.endpoints)
+        if dep_key not in self.objects:
+            self.objects[dep_key] = ingress.deployment(next(iter(self.nodes)))
+
+    def _sync_workloads(self) -> None:
+        owners = {}
+        for kind in ("Deployment", "DaemonSet"):
+            for doc in self.of_kind(kind):
+                owners[workloads.owner_ref(doc)] = doc
+        for pod in list(self.pods.values()):
+            if pod.owner not in owners:
+                self._remove_pod(pod)
+        ready_nodes = [n.name for n in self.nodes.values() if n.ready]
+        for ref, doc in owners.items():
+            owned = [p for p in self.pods.values() if p.owner == ref]
+            if doc["kind"] == "Deployment":
+                load = {n: sum(1 for p in self.pods.values() if p.node == n) for n in self.nodes}
+                create, delete = workloads.deployment_plan(doc, owned, ready_nodes, load)
+            else:
+                create, delete = workloads.daemonset_plan(doc, owned, ready_nodes)
+            for pod in delete:
+                self._remove_pod(pod)
+            for node in create:
+                self._new_pod(doc, node)
+
+    def _new_pod(self, doc: dict, node_name: str) -> Pod:
+        node = self.nodes[node_name]
+        template = doc["spec"]["template"]
+        used = {p.ip for p in self.pods.values()}
+        while True:
+            ip = f"127.{self.octet}.{node.index}.{node.next_pod}"
+            node.next_pod = 10 if node.next_pod >= 254 else node.next_pod + 1
+            if ip not in used:
+                break
+        thash = workloads.template_hash(template)
+        name = workloads.pod_name(doc["metadata"]["name"], thash, node_name if doc["kind"] == "DaemonSet" else None)
+        meta = template.get("metadata") or {}
+        pod = Pod(name=name, namespace=doc["metadata"].get("namespace", "default"), node=node_name, ip=ip,
+                  host_ip=node.ip, labels=dict(meta.get("labels") or {}), spec=template.get("spec") or {},
+                  owner=workloads.owner_ref(doc), template_hash=thash, folder=self.folder / "pods" / name,
+                  dns=self.dns, annotations=dict(meta.get("annotations") or {}))
+        self.pods[name] = pod
+        return pod
+
+    def _remove_pod(self, pod: Pod) -> None:
+        pod.stop()
+        self.pods.pop(pod.name, None)
+        shutil.rmtree(pod.folder, ignore_errors=True)
+
+    def _sync_volumes(self) -> None:
+        """Project ConfigMaps into pods; an update reaches mounted files like the kubelet's."""
+        for pod in self.pods.values():
+            for volume in pod.spec.get("volumes") or []:
+                name = (volume.get("configMap") or {}).get("name")
+                cm = self.configmap(pod.namespace, name) if name else None
+                if cm is None:
+                    continue
+                digest = hashlib.sha1(json.dumps(cm.get("data"), sort_keys=True).encode()).hexdigest()
+                if self.projected.get((pod.name, volume["name"])) != digest:
+                    pod.project_volume(volume, cm)
+                    self.projected[(pod.name, volume["name"])] = digest
+
+    def volumes_ready(self, pod: Pod) -> bool:
+        """A pod starts once every ConfigMap it mounts exists (ContainerCreating until then)."""
+        return all((pod.name, v["name"]) in self.projected for v in pod.spec.get("volumes") or [] if v.get("configMap"))
+
+    async def _sync_services(self) -> None:
+        wanted: dict[tuple, object] = {}
+        for svc in self.of_kind("Service"):
+            ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+            ip = self.cluster_ips.get((ns, name)) or self._allocate_cluster_ip()
+            self.cluster_ips[(ns, name)] = ip
+            for port in svc["spec"].get("ports") or []:
+                wanted[(ip, int(port["port"]))] = (lambda ns=ns, name=name, p=port["port"]: self.endpoints(ns, name, p))
+        live = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"]) for s in self.of_kind("Service")}
+        self.cluster_ips = {k: v for k, v in self.cluster_ips.items() if k in live}
+        for pod in self.pods.values():
+            for container in pod.spec.get("containers") or []:
+                for port in container.get("ports") or []:
+                    if port.get("hostPort"):
+                        wanted[(pod.host_ip, int(port["hostPort"]))] = (
+                            lambda node=pod.node, hp=port["hostPort"]: self.host_port_backends(node, hp))
+        for key in list(self.forwarders):
+            if key not in wanted:
+                await self.forwarders.pop(key).stop()
+        for key, backends in wanted.items():
+            if key not in self.forwarders:
+                forwarder = Forwarder(key[0], key[1], backends)
+                try:
+                    await forwarder.start()
+                except OSError as exc:
+                    raise MeshlabError(f"cannot listen on {key[0]}:{key[1]}: {exc.strerror}",
+                                       "another process holds that address; run 'meshlab down --all'") from None
+                self.forwarders[key] = forwarder
+            else:
+                self.forwarders[key].backends = backends
+
+    def _allocate_cluster_ip(self) -> str:
+        used = set(self.cluster_ips.values())
+        for last in range(10, 255):
+            ip = f"127.{self.octet}.0.{last}"
+            if ip not in used:
+                return ip
+        raise MeshlabError("no ClusterIP left in this lab", "delete some Services")
+
+    def endpoints(self, namespace: str, service: str, port_ref) -> list[tuple[str, int]]:
+        """Ready pod addresses behind a Service port."""
+        svc = self.objects.get(("Service", namespace, service))
+        port = network.service_port(svc, port_ref) if svc else None
+        if port is None:
+            return []
+        selector = svc["spec"].get("selector") or {}
+        out = []
+        for pod in sorted(self.pods.values(), key=lambda p: p.name):
+            if pod.namespace == namespace and pod.ready and not pod.deleting and network.match_selector(selector, pod.labels):
+                target = network.target_port(pod.spec, port.get("targetPort", port["port"]))
+                if target:
+                    out.append((pod.ip, target))
+        return out
+
+    def host_port_backends(self, node: str, host_port) -> list[tuple[str, int]]:
+        """The ready pod on a node that claims a hostPort."""
+        for pod in self.pods.values():
+            if pod.node != node or not pod.ready:
+                continue
+            for container in pod.spec.get("containers") or []:
+                for port in container.get("ports") or []:
+                    if str(port.get("hostPort")) == str(host_port):
+                        return [(pod.ip, int(port["containerPort"]))]
+        return []
+
+    def resolve(self, name: str) -> list[str]:
+        """Cluster DNS for the lab DNS server."""
+        return network.resolve(name, self.cluster_ips, {n.name: n.ip for n in self.nodes.values()})
+
+    # ---- the loop ------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Start/restart containers, run due probes, follow readiness changes."""
+        now = time.monotonic()
+        before = {name: pod.ready for name, pod in self.pods.items()}
+        for pod in list(self.pods.values()):
+            if not self.volumes_ready(pod):
+                continue
+            try:
+                if pod.tick(now):
+                    self.dirty = True
+            except Exception as exc:  # one broken pod must not stop the others
+                for c in pod.containers:
+                    c.exit_code = 127
+                    c.next_start = now + 5
+                (pod.folder / "logs" / "meshlab.log").open("a").write(f"{exc}\n")
+        await self._probe_due(now)
+        if {name: pod.ready for name, pod in self.pods.items()} != before:
+            async with self._lock:
+                self._sync_edge()
+                self._sync_workloads()
+                self._sync_volumes()
+                await self._sync_services()
+            self.dirty = True
+        if self.dirty:
+            self.save_state()
+            self.dirty = False
+
+    async def _probe_due(self, now: float) -> None:
+        jobs = []
+        for pod in self.pods.values():
+            for c in pod.containers:
+                if c.state() != "running":
+                    pod.probe_ok[c.name] = False
+                    continue
+                key = (pod.name, c.name)
+                delay, period = probes.period(c)
+                due = self.next_probe.get(key)
+                if due is None:
+                    self.next_probe[key] = now + min(delay, 0.2) if delay == 0 else now + delay
+                    continue
+                if now >= due:
+                    self.next_probe[key] = now + period
+                    jobs.append((pod, c))
+        results = await asyncio.gather(*(probes.probe(p, c) for p, c in jobs))
+        for (pod, c), ok in zip(jobs, results):
+            pod.probe_ok[c.name] = ok and c.state() == "running"
+
+    # ---- faults --------------------------------------------------------------------------
+    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
+        """Kill a pod (by name, or one pod of a workload/app), a node, or a proxy; held until restore."""
+        if node:
+            if node not in self.nodes:
+                raise MeshlabError(f"no node {node}", f"nodes are {', '.join(self.nodes)}")
+            self.nodes[node].ready = False
+            return [k for p in self.pods.values() if p.node == node for k in p.kill()] or [f"node/{node}"]
+        if pod:
+            return self._find_pod(pod).kill()
+        if proxy:
+            return [k for p, c in self._find_proxies(proxy) for k in p.kill(c.name)]
+        raise MeshlabError("kill needs pod=, node= or proxy=", "e.g. lab.kill(pod='ratings')")
+
+    def _find_pod(self, name: str) -> Pod:
+        if name in self.pods:
+            return self.pods[name]
+        matches = sorted((p for p in self.pods.values()
+                          if p.owner.split("/")[-1] == name or p.labels.get("app") == name), key=lambda p: p.name)
+        alive = [p for p in matches if p.ready] or matches
+        if not alive:
+            raise MeshlabError(f"no pod {name}", "see 'meshlab status' for pod names")
+        return alive[0]
+
+    def _find_proxies(self, name: str) -> list:
+        found = [(p, c) for p in self.pods.values() for c in p.containers if p.proxy_role(c)]
+        exact = [(p, c) for p, c in found if self.proxy_name(p, c) == name]
+        by_role = [(p, c) for p, c in found if p.proxy_role(c) == name]
+        result = exact or by_role
+        if not result:
+            raise MeshlabError(f"no proxy {name}", "see 'meshlab status' for proxy names, or give a role such as 'router'")
+        return result
+
+    @staticmethod
+    def proxy_name(pod: Pod, container) -> str:
+        """A proxy pod is named by its pod; a sidecar by pod/container."""
+        return f"{pod.name}/{container.name}" if pod.proxy_role(container) == "sidecar" else pod.name
+
+    def restore(self) -> None:
+        """Bring back killed nodes, pods and proxies."""
+        for node in self.nodes.values():
+            node.ready = True
+        for pod in self.pods.values():
+            pod.release()
+
+    # ---- views ---------------------------------------------------------------------------
+    def pod_infos(self) -> list[dict]:
+        return [p.info().to_dict() for p in sorted(self.pods.values(), key=lambda p: (p.node, p.name))]
+
+    def node_infos(self) -> list[dict]:
+        return [NodeInfo(n.name, n.ip, n.ready).to_dict() for n in self.nodes.values()]
+
+    def proxy_infos(self) -> list[dict]:
+        out = []
+        for pod in sorted(self.pods.values(), key=lambda p: (p.node, p.name)):
+            for c in pod.containers:
+                role = pod.proxy_role(c)
+                if role:
+                    out.append(ProxyInfo(self.proxy_name(pod, c), role, pod.name, pod.node, c.state(), c.admin).to_dict())
+        return out
+
+    def entrypoint(self) -> str:
+        """The edge when there is one, else the frontend Service's ClusterIP."""
+        if ("Deployment", ingress.EDGE_NAMESPACE, ingress.EDGE_NAME) in self.objects:
+            return f"http://{self.entry_ip}:{ingress.EDGE_PORT}"
+        for (ns, name), ip in self.cluster_ips.items():
+            if name == "frontend":
+                svc = self.objects[("Service", ns, name)]
+                return f"http://{ip}:{svc['spec']['ports'][0]['port']}"
+        return ""
+
+    def services(self) -> list[dict]:
+        return [{"namespace": ns, "name": name, "cluster_ip": ip,
+                 "endpoints": [f"{a}:{p}" for port in self.objects[("Service", ns, name)]["spec"].get("ports") or []
+                               for a, p in self.endpoints(ns, name, port["port"])]}
+                for (ns, name), ip in sorted(self.cluster_ips.items())]
+
+    # ---- state and teardown --------------------------------------------------------------
+    def save_state(self) -> None:
+        self.state["processes"] = [list(pid) for pod in self.pods.values() for pid in pod.pids()]
+        self.state["entrypoint"] = self.entrypoint()
+        write_state(self.folder, self.state)
+
+    async def shutdown(self) -> None:
+        """Kill every process and close every listener."""
+        for pod in list(self.pods.values()):
+            pod.stop()
+        for forwarder in self.forwarders.values():
+            await forwarder.stop()
+        self.forwarders.clear()
+        for pid, started in self.state.get("processes", []):
+            procs.kill_group(pid, started)

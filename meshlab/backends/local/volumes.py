@@ -1,0 +1,52 @@
+"""Project ConfigMaps into a pod's folder the way the kubelet does (atomic ..data swap)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import envoy_patch
+
+DATA = "..data"
+
+
+def project(folder: Path, files: dict[str, str]) -> None:
+    """Write files as a new timestamped dir, then swap the ..data symlink atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    target = folder / stamp
+    target.mkdir()
+    for key, text in files.items():
+        (target / key).write_text(text)
+    old = os.readlink(folder / DATA) if (folder / DATA).is_symlink() else None
+    tmp = folder / "..data_tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(stamp, tmp)
+    os.replace(tmp, folder / DATA)
+    for key in files:
+        link = folder / key
+        if not link.is_symlink():
+            os.symlink(f"{DATA}/{key}", link)
+    for entry in folder.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in files:
+            entry.unlink()
+    if old and old != stamp:
+        shutil.rmtree(folder / old, ignore_errors=True)
+
+
+def configmap_files(configmap: dict, items: list | None) -> dict[str, str]:
+    """The files a configMap volume shows: all keys, or only the listed items."""
+    data = configmap.get("data") or {}
+    if not items:
+        return {key: str(value) for key, value in data.items()}
+    return {item.get("path", item["key"]): str(data.get(item["key"], "")) for item in items}
+
+
+def envoy_files(files: dict[str, str], pod_ip: str, mounts: dict[str, str], source: str) -> dict[str, str]:
+    """Apply the local-only Envoy patch to the YAML/JSON files an Envoy container reads."""
+    return {key: envoy_patch.patch_file_text(text, pod_ip, mounts, f"{source}/{key}")
+            if key.endswith((".yaml", ".yml", ".json")) else text
+            for key, text in files.items()}

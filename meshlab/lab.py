@@ -1,0 +1,129 @@
+"""`meshlab.Lab`: the one object a notebook uses to run a stage, send traffic and break things."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import manifests, stages
+from .backends.base import Backend, MeshlabError
+
+
+def make_backend(name: str, lab: str, owned: bool = True, **options) -> Backend:
+    """The backend called `name` for lab `lab`."""
+    if name == "local":
+        from .backends.local import LocalBackend
+
+        return LocalBackend(lab, owned=owned)
+    if name == "kind":
+        from .backends.kind import KindBackend
+
+        return KindBackend(lab, **options)
+    if name == "kube":
+        from .backends.kube import KubeBackend
+
+        return KubeBackend(lab, **options)
+    raise MeshlabError(f"unknown backend {name!r}", "choose local, kind or kube")
+
+
+class Lab:
+    """A running lab: `with meshlab.Lab('lab1') as lab: lab.up(stage='edge'); lab.traffic()`."""
+
+    def __init__(self, name: str = "default", backend: str = "local", nodes: int = 3, owned: bool = True, **options):
+        self.name, self.backend_name, self.node_count = name, backend, nodes
+        self.backend = make_backend(backend, name, owned=owned, **options)
+        self.stage: int | None = None
+        self.last_traffic = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def up(self, stage=0, wait: float = 90.0, quiet: bool = False) -> "Lab":
+        """Start the cluster and deploy a stage; tears down again if interrupted half-way."""
+        number = stages.number(stage)
+        docs = stages.documents(number)
+        try:
+            self.backend.up(nodes=self.node_count)
+            self._apply_docs(docs, f"stage {number}")
+            self.backend.wait_ready(timeout=wait)
+        except BaseException:
+            self.down()
+            raise
+        self.stage = number
+        if not quiet:
+            print(f"lab {self.name}: stage {number} ({stages.info.get(number).title}) is up at {self.url}")
+        return self
+
+    def down(self) -> None:
+        """Remove everything this lab started; safe to call twice."""
+        self.backend.down()
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.down()
+        return False
+
+    # ---- objects -------------------------------------------------------------------------
+    def apply(self, yaml_text: str, source: str = "<cell>", wait: float = 30.0) -> list[str]:
+        """Apply YAML; bad input raises a one-line MeshlabError and changes nothing."""
+        docs = manifests.load(yaml_text, source)
+        refs = self._apply_docs(docs, source)
+        if wait:
+            self.backend.wait_ready(timeout=wait)
+        return refs
+
+    def _apply_docs(self, docs: list[dict], source: str) -> list[str]:
+        manifests.validate(docs, source)
+        return self.backend.apply(docs, source) if self.backend_name == "local" else self.backend.apply(docs)
+
+    def delete(self, yaml_text: str, source: str = "<cell>") -> list[str]:
+        """Delete the objects named in YAML."""
+        return self.backend.delete(manifests.load(yaml_text, source))
+
+    def manifests(self, stage=None) -> str:
+        """The YAML of a stage (default: the one that is up)."""
+        return stages.yaml_text(self.stage if stage is None else stage)
+
+    # ---- views ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Where to send traffic: the edge, or the frontend when there is no edge."""
+        return self.backend.entrypoint()
+
+    def pods(self):
+        return self.backend.pods()
+
+    def nodes(self):
+        return self.backend.nodes()
+
+    def proxies(self):
+        return self.backend.proxies()
+
+    def status(self) -> dict:
+        """Nodes, pods and proxies as plain data."""
+        return {"lab": self.name, "backend": self.backend_name, "stage": self.stage, "entrypoint": self.url,
+                "nodes": [n.to_dict() for n in self.nodes()], "pods": [p.to_dict() for p in self.pods()],
+                "proxies": [p.to_dict() for p in self.proxies()]}
+
+    def logs(self, dest="meshlab-logs") -> Path:
+        """Copy every container's log into a folder."""
+        return self.backend.logs(Path(dest))
+
+    # ---- traffic and faults --------------------------------------------------------------
+    def traffic(self, n: int = 100, concurrency: int = 4, path: str = "/", host: str | None = None, **options):
+        """Send n real HTTP requests to the lab's entry; returns a TrafficResult."""
+        from . import traffic
+
+        self.last_traffic = traffic.run(self.url, n=n, concurrency=concurrency, path=path, host=host, **options)
+        return self.last_traffic
+
+    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
+        """Kill a pod (name, or one pod of an app), a node, or a proxy (name or role); down until restore()."""
+        return self.backend.kill(pod=pod, node=node, proxy=proxy)
+
+    def inject(self, service: str, errors: float = 0.0, latency_ms: int = 0, pod: str | None = None) -> list[str]:
+        """Make a service's pods (or one pod) fail a share of requests and/or answer slower."""
+        return self.backend.inject(service, errors=errors, latency_ms=latency_ms, pod=pod)
+
+    def restore(self) -> None:
+        """Undo every kill and injected fault."""
+        self.backend.restore()

@@ -1,0 +1,333 @@
+"""The kube backend and what it shares with kind, driven by a fake command runner (no cluster)."""
+
+from __future__ import annotations
+
+import json
+from subprocess import CompletedProcess
+
+import pytest
+import yaml
+
+from meshlab import manifests
+from meshlab.backends import kube, kubectl, traefik
+from meshlab.backends.base import MeshlabError
+
+CTX = "class-cluster"
+NS = "meshlab-ann"
+
+
+class FakeRunner:
+    """Records every command; answers from rules (tokens that must appear in order in argv), newest rule first."""
+
+    def __init__(self):
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.rules: list[tuple[list[str], object]] = []
+        self.spawned: list[list[str]] = []
+
+    def on(self, *tokens: str, stdout="", stderr="", rc=0, raises=None) -> "FakeRunner":
+        self.rules.insert(0, (list(tokens), raises or CompletedProcess([], rc, stdout, stderr)))
+        return self
+
+    def run(self, argv, input=None, timeout=120.0):
+        self.calls.append((list(argv), input))
+        for tokens, reply in self.rules:
+            rest = iter(argv)
+            if all(any(t == a for a in rest) for t in tokens):
+                if isinstance(reply, BaseException):
+                    raise reply
+                return CompletedProcess(argv, reply.returncode, reply.stdout, reply.stderr)
+        return CompletedProcess(argv, 0, "", "")
+
+    def spawn(self, argv, log_path):
+        self.spawned.append(list(argv))
+        return 4242
+
+    @property
+    def argvs(self) -> list[list[str]]:
+        return [argv for argv, _ in self.calls]
+
+    def inputs(self, *tokens: str) -> list[str]:
+        """stdin of every call whose argv contains these tokens."""
+        return [i for argv, i in self.calls if all(t in argv for t in tokens)]
+
+
+def pod(name, node="node-1", namespace="default", containers=(("app", "python:3.12-slim", 9080),), labels=None,
+        ready=True, phase="Running"):
+    """A Pod object as `kubectl get pods -o json` returns it."""
+    specs = [{"name": n, "image": image, **({"ports": [{"containerPort": port}]} if port else {})} for n, image, port in containers]
+    statuses = [{"name": n, "image": image, "restartCount": 0, "containerID": f"containerd://id-{name}-{n}",
+                 "state": {"running": {}} if phase == "Running" else {"waiting": {"reason": "ContainerCreating"}}}
+                for n, image, _ in containers]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": {"nodeName": node, "containers": specs},
+            "status": {"phase": phase, "podIP": "10.244.1.5", "containerStatuses": statuses,
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def items(*objects) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+
+
+ENVOY = "envoyproxy/envoy:v1.36-latest"
+SHOP_PODS = [
+    pod("frontend-v1-aaa", labels={"app": "frontend", "version": "v1"}),
+    pod("reviews-v2-bbb", node="node-2", labels={"app": "reviews", "version": "v2"},
+        containers=(("app", "python:3.12-slim", 9080), ("envoy", ENVOY, None))),
+    pod("router-ccc", labels={"meshlab.io/proxy-role": "router"}, containers=(("envoy", ENVOY, 10000),)),
+    pod("edge-ddd", namespace="meshlab-system", node="node-cp", labels=dict(traefik.POD_LABELS),
+        containers=(("traefik", traefik.IMAGE, 8000),)),
+    pod("coredns-x", namespace="kube-system", containers=(("coredns", "coredns:1.11", 53),)),
+]
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHLAB_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def runner():
+    return FakeRunner()
+
+
+def make(runner, progress=None) -> kube.KubeBackend:
+    return kube.KubeBackend("ann", context=CTX, runner=runner, progress=progress or (lambda m: None))
+
+
+# ---- kubectl.py: parsing ---------------------------------------------------------------------------
+
+
+def test_pod_info_reads_state_readiness_and_labels():
+    info = kubectl.pod_info(SHOP_PODS[1], cluster="c1")
+    assert (info.name, info.namespace, info.node, info.ip, info.ready, info.phase) == \
+        ("reviews-v2-bbb", "default", "node-2", "10.244.1.5", True, "Running")
+    assert (info.service, info.version, info.cluster) == ("reviews", "v2", "c1")
+    assert [(c.name, c.state) for c in info.containers] == [("app", "running"), ("envoy", "running")]
+    waiting = kubectl.pod_info(pod("x", ready=False, phase="Pending"))
+    assert (waiting.ready, waiting.containers[0].state) == (False, "waiting")
+    killed = kubectl.pod_info(SHOP_PODS[1], killed=frozenset({("reviews-v2-bbb", "envoy")}))
+    assert killed.containers[1].state == "killed" and not killed.ready
+
+
+def test_proxy_roles_from_label_or_sidecar_shape():
+    found = [kubectl.proxy_info(p) for p in SHOP_PODS]
+    assert [(p.name, p.role, p.pod) for p in found if p] == [
+        ("reviews-v2-bbb/envoy", "sidecar", "reviews-v2-bbb"), ("router-ccc", "router", "router-ccc"),
+        ("edge-ddd", "edge", "edge-ddd")]
+    assert found[0] is None
+
+
+def test_node_info_and_app_container():
+    node = {"metadata": {"name": "meshlab-t-worker"},
+            "status": {"addresses": [{"type": "Hostname", "address": "h"}, {"type": "InternalIP", "address": "172.18.0.3"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert kubectl.node_info(node, "c").to_dict() == {"name": "meshlab-t-worker", "ip": "172.18.0.3", "ready": True, "cluster": "c"}
+    assert kubectl.app_container(SHOP_PODS[1]) == ("app", 9080)
+    assert kubectl.app_container(SHOP_PODS[2]) is None
+
+
+def test_check_turns_failures_into_one_line_errors():
+    with pytest.raises(MeshlabError, match=r"^kubectl apply: error: something broke \(hint"):
+        kubectl.check(CompletedProcess([], 1, "", "warning\nerror: something broke\n"), "kubectl apply")
+
+
+# ---- traefik.py ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host_port,with_namespace", [(80, True), (None, False)])
+def test_traefik_objects_are_valid_kubernetes(host_port, with_namespace):
+    docs = traefik.documents("meshlab-system", "default", host_port, with_namespace)
+    manifests.validate(docs, "traefik")
+    kinds = [d["kind"] for d in docs]
+    assert {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "IngressClass",
+            "ConfigMap", "Deployment", "Service"} <= set(kinds)
+    assert ("Namespace" in kinds) == with_namespace
+
+
+def test_traefik_serves_class_edge_and_stamps_the_edge_hop():
+    docs = {d["kind"]: d for d in traefik.documents("meshlab-system", "default", 80)}
+    assert docs["IngressClass"]["metadata"]["name"] == "edge"
+    assert docs["IngressClass"]["spec"]["controller"] == "traefik.io/ingress-controller"
+    pod_spec = docs["Deployment"]["spec"]["template"]["spec"]
+    args = pod_spec["containers"][0]["args"]
+    assert "--providers.kubernetesIngress.ingressClass=edge" in args
+    assert "--providers.kubernetesIngress.namespaces=default" in args
+    assert "--entryPoints.web.http.middlewares=meshlab-trace@file" in args
+    assert pod_spec["containers"][0]["ports"][0] == {"name": "web", "containerPort": 8000, "hostPort": 80}
+    assert pod_spec["nodeSelector"] == {"meshlab.io/edge": "true"}
+    middleware = yaml.safe_load(docs["ConfigMap"]["data"]["trace.yaml"])
+    header = middleware["http"]["middlewares"]["meshlab-trace"]["headers"]["customRequestHeaders"]["x-meshlab-trace"]
+    assert header == 'kind=proxy;role=edge;name={{ env "POD_NAME" }};node={{ env "NODE_NAME" }}'
+    assert docs["Deployment"]["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "edge"
+
+
+def test_traefik_rbac_is_namespaced_except_cluster_scoped_kinds():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in traefik.documents(NS, NS)}
+    role = docs[("Role", "meshlab-edge")]
+    assert role["metadata"]["namespace"] == NS
+    assert {r for rule in role["rules"] for r in rule["resources"]} >= {"services", "endpointslices", "ingresses", "secrets"}
+    cluster_role = docs[("ClusterRole", "meshlab-edge")]
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {"ingressclasses", "nodes"}
+    assert ("ClusterRoleBinding", f"meshlab-edge-{NS}") in docs
+
+
+# ---- the kube backend -------------------------------------------------------------------------------
+
+
+def test_context_defaults_to_kubectls_current_one(runner):
+    runner.on("config", "current-context", stdout="teacher\n")
+    backend = kube.KubeBackend("ann", runner=runner)
+    assert backend.kubectl.context == "teacher" and backend.namespace == NS
+    with pytest.raises(MeshlabError, match="learner name"):
+        kube.KubeBackend("Ann_1", context=CTX, runner=runner)
+
+
+def test_up_creates_an_owned_namespace_then_the_edge(runner):
+    runner.on("get", "namespace", stderr='Error from server (NotFound): namespaces "meshlab-ann" not found', rc=1)
+    make(runner).up(nodes=3)
+    base = ["kubectl", "--context", CTX]
+    assert runner.argvs == [
+        base + ["get", "namespace", NS, "-o", "jsonpath={.metadata.labels}"],
+        base + ["apply", "-f", "-"],
+        base + ["apply", "-f", "-"],
+        base + ["-n", NS, "rollout", "status", "deployment/edge", "--timeout=240s"],
+    ]
+    namespace_doc, edge_docs = (list(yaml.safe_load_all(i)) for i in runner.inputs("apply"))
+    assert namespace_doc[0]["metadata"] == {"name": NS, "labels": {"meshlab.io/owned": "true", "meshlab.io/learner": "ann"}}
+    manifests.validate(namespace_doc + edge_docs, "kube up")
+    assert {d["metadata"].get("namespace") for d in edge_docs if d["kind"] in ("Deployment", "Role")} == {NS}
+    assert not any(a[0] in ("kind", "docker") for a in runner.argvs)
+
+
+def test_up_refuses_a_namespace_meshlab_did_not_make(runner):
+    runner.on("get", "namespace", stdout='{"team":"payments"}')
+    with pytest.raises(MeshlabError, match="not created by meshlab"):
+        make(runner).up()
+    assert not runner.inputs("apply")
+
+
+def test_up_failure_deletes_the_namespace_it_created(runner):
+    runner.on("get", "namespace", stderr="NotFound", rc=1).on("rollout", "status", stderr="error: timed out", rc=1)
+    with pytest.raises(MeshlabError, match="deployment/edge is not ready"):
+        make(runner).up()
+    assert runner.argvs[-1] == ["kubectl", "--context", CTX, "delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"]
+
+
+def test_apply_and_delete_pin_the_learners_namespace(runner):
+    docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}]
+    backend = make(runner)
+    assert backend.apply(docs) == ["ConfigMap/c"]
+    backend.delete(docs)
+    assert runner.argvs == [["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"],
+                            ["kubectl", "--context", CTX, "-n", NS, "delete", "--ignore-not-found", "--wait=false", "-f", "-"]]
+    assert yaml.safe_load(runner.calls[0][1]) == docs[0]
+
+
+def test_down_deletes_only_its_own_namespace_and_binding(runner):
+    runner.on("get", "namespace", stdout='{"meshlab.io/learner":"ann","meshlab.io/owned":"true"}')
+    make(runner).down()
+    base = ["kubectl", "--context", CTX]
+    assert runner.argvs[1:] == [base + ["delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"],
+                                base + ["delete", "clusterrolebinding", f"meshlab-edge-{NS}", "--ignore-not-found"]]
+
+
+def test_down_leaves_a_foreign_namespace_and_is_idempotent(runner):
+    said = []
+    runner.on("get", "namespace", stdout='{"team":"payments"}')
+    make(runner, said.append).down()
+    assert not any("delete" in a for a in runner.argvs) and "not deleting" in said[0]
+    other = FakeRunner().on("get", "namespace", stderr="NotFound", rc=1)
+    make(other).down()
+    assert [a[3] for a in other.argvs] == ["get", "delete"]
+
+
+def test_wait_ready_rolls_out_every_workload_with_progress(runner):
+    workloads = [{"kind": "Deployment", "metadata": {"name": "frontend-v1", "namespace": NS}},
+                 {"kind": "DaemonSet", "metadata": {"name": "node-proxy", "namespace": NS}}]
+    runner.on("get", "deployments,daemonsets,statefulsets", stdout=items(*workloads))
+    said = []
+    make(runner, said.append).wait_ready(timeout=60)
+    assert [a[5:] for a in runner.argvs[1:]] == [["rollout", "status", "deployment/frontend-v1", "--timeout=60s"],
+                                                 ["rollout", "status", "daemonset/node-proxy", "--timeout=60s"]]
+    assert said == ["[kube] ready 1/2: deployment/frontend-v1 (0s)", "[kube] ready 2/2: daemonset/node-proxy (0s)"]
+
+
+def test_views_read_kubectl_json(runner):
+    runner.on("get", "pods", stdout=items(*[p for p in SHOP_PODS if p["metadata"]["namespace"] == "default"]))
+    runner.on("get", "nodes", stderr='Error from server (Forbidden): nodes is forbidden: User "ann"', rc=1)
+    backend = make(runner)
+    assert [p.name for p in backend.pods()] == ["frontend-v1-aaa", "reviews-v2-bbb", "router-ccc"]
+    assert [(n.name, n.ready) for n in backend.nodes()] == [("node-1", True), ("node-2", True)]
+    assert [p.role for p in backend.proxies()] == ["sidecar", "router"]
+    assert ["kubectl", "--context", CTX, "-n", NS, "get", "pods", "-o", "json"] in runner.argvs
+
+
+def test_entrypoint_port_forwards_to_the_edge_or_the_frontend(runner, monkeypatch):
+    monkeypatch.setattr(kube, "free_port", lambda: 41000)
+    monkeypatch.setattr(kube, "port_open", lambda port, wait=0.0: wait > 0)
+    runner.on("get", "ingresses", stdout=items({"kind": "Ingress", "metadata": {"name": "shop"}, "spec": {"ingressClassName": "edge"}}))
+    backend = make(runner)
+    assert backend.entrypoint() == "http://127.0.0.1:41000"
+    assert runner.spawned == [["kubectl", "--context", CTX, "-n", NS, "port-forward", "--address", "127.0.0.1",
+                               "service/edge", "41000:80"]]
+    runner.on("get", "ingresses", stdout=items())
+    runner.on("get", "service", "frontend", stdout=json.dumps({"spec": {"ports": [{"port": 9080}]}}))
+    backend.entrypoint()
+    assert runner.spawned[-1][-2:] == ["service/frontend", "41000:9080"]
+    assert set(backend.state.read()["forwards"]) == {f"{NS}/edge:80", f"{NS}/frontend:9080"}
+
+
+def test_kill_pod_force_deletes_and_kill_node_is_refused(runner):
+    runner.on("get", "pods", stdout=items(*SHOP_PODS[:3]))
+    backend = make(runner)
+    assert backend.kill(pod="frontend") == ["frontend-v1-aaa"]
+    assert runner.argvs[-1] == ["kubectl", "--context", CTX, "-n", "default", "delete", "pod", "frontend-v1-aaa",
+                                "--grace-period=0", "--force", "--wait=false"]
+    with pytest.raises(MeshlabError, match="cannot stop nodes"):
+        backend.kill(node="node-1")
+    with pytest.raises(MeshlabError, match="no pod nope"):
+        backend.kill(pod="nope")
+
+
+def test_kill_proxy_by_role_sigterms_pid_1(runner):
+    runner.on("get", "pods", stdout=items(*SHOP_PODS[:3]))
+    assert make(runner).kill(proxy="sidecar") == ["reviews-v2-bbb/envoy"]
+    assert runner.argvs[-1] == ["kubectl", "--context", CTX, "-n", "default", "exec", "reviews-v2-bbb", "-c", "envoy",
+                                "--", "sh", "-c", "kill 1"]
+
+
+def test_inject_posts_fault_knobs_inside_each_pod_and_restore_clears(runner):
+    runner.on("get", "pods", stdout=items(*SHOP_PODS[:3]))
+    backend = make(runner)
+    assert backend.inject("reviews", errors=0.5, latency_ms=200) == ["reviews-v2-bbb"]
+    argv, body = runner.calls[-1]
+    assert argv == ["kubectl", "--context", CTX, "-n", "default", "exec", "-i", "reviews-v2-bbb", "-c", "app", "--",
+                    "python", "-c", kube.FAULT_CLIENT, "http://127.0.0.1:9080/_meshlab/fault", "POST"]
+    assert json.loads(body) == {"error_rate": 0.5, "latency_ms": 200}
+    compile(kube.FAULT_CLIENT, "fault-client", "exec")
+    backend.restore()
+    cleared = [a[7] for a in runner.argvs if "exec" in a]
+    assert cleared == ["reviews-v2-bbb", "frontend-v1-aaa", "reviews-v2-bbb"]
+    assert [a[-1] for a in runner.argvs if "exec" in a][1:] == ["DELETE", "DELETE"]
+
+
+def test_logs_write_one_file_per_container(runner, tmp_path):
+    runner.on("get", "pods", stdout=items(SHOP_PODS[1])).on("logs", stdout="hello\n")
+    out = make(runner).logs(tmp_path / "logs")
+    assert (out / "pods" / "default" / "reviews-v2-bbb" / "envoy.log").read_text() == "hello\n"
+    assert ["kubectl", "--context", CTX, "-n", "default", "logs", "reviews-v2-bbb", "-c", "app"] in runner.argvs
+
+
+def test_availability(runner):
+    none = kube.KubeBackend.availability(context=CTX, runner=runner, which=lambda tool: None)
+    assert not none.ok and none.missing == ["kubectl"] and "kubectl" in none.hints[0]
+    runner.on("get", "--raw", "/version", stderr="Unable to connect to the server", rc=1)
+    down = kube.KubeBackend.availability(context=CTX, runner=runner, which=lambda tool: "/usr/bin/" + tool)
+    assert not down.ok and CTX in down.missing[0]
+    runner.on("get", "--raw", "/version", stdout='{"gitVersion":"v1.33.1"}')
+    assert kube.KubeBackend.availability(context=CTX, runner=runner, which=lambda tool: "/usr/bin/" + tool).ok
+    nocontext = FakeRunner().on("current-context", stderr="error: current-context is not set", rc=1)
+    found = kube.KubeBackend.availability(runner=nocontext, which=lambda tool: "/usr/bin/" + tool)
+    assert found.missing == ["a kubeconfig context"]
