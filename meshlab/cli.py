@@ -1,0 +1,209 @@
+"""The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, lab, progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .backends.base import MeshlabError
+
+EXIT_USAGE = 2
+
+
+def _lab(args, owned: bool = False):
+    from .lab import Lab
+
+    return Lab(args.lab, backend=getattr(args, "backend", "local"), owned=owned)
+
+
+def cmd_doctor(args) -> int:
+    """What each backend needs, what is here, and how to get what is missing."""
+    from .doctor import report
+
+    text, ok = report()
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_up(args) -> int:
+    lab = _lab(args)
+    lab.node_count = args.nodes
+    lab.up(stage=args.stage, quiet=True)
+    print(f"lab {args.lab}: stage {lab.stage} is up ({args.backend})")
+    print(f"entry: {lab.url}")
+    print(f"stop it with: meshlab down --lab {args.lab}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    if args.all:
+        from .backends.local import down_all
+
+        names = down_all()
+        print(f"removed {len(names)} lab(s){': ' + ', '.join(names) if names else ''}")
+        return 0
+    _lab(args).down()
+    print(f"lab {args.lab} is down")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .status import status_text
+
+    lab = _lab(args)
+    data = lab.status()
+    print(json.dumps(data, indent=1) if args.json else status_text(data))
+    return 0
+
+
+def cmd_apply(args) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as exc:
+        raise MeshlabError(f"{args.file}: cannot read: {exc.strerror}", "give the path of a YAML file, or - for stdin") from None
+    for ref in _lab(args).apply(text, source=args.file):
+        print(f"{ref} applied")
+    return 0
+
+
+def cmd_traffic(args) -> int:
+    result = _lab(args).traffic(n=args.n, concurrency=args.c, path=args.path, host=args.host)
+    print(json.dumps(result.to_dict(), indent=1) if args.json else str(result))
+    return 0
+
+
+def cmd_kill(args) -> int:
+    killed = _lab(args).kill(**{args.what: args.name})
+    print("killed: " + ", ".join(killed))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    _lab(args).restore()
+    print("restored every killed part and cleared injected faults")
+    return 0
+
+
+def cmd_inject(args) -> int:
+    pods = _lab(args).inject(args.service, errors=args.errors, latency_ms=args.latency_ms, pod=args.pod)
+    print("faults set on: " + ", ".join(pods))
+    return 0
+
+
+def cmd_manifests(args) -> int:
+    from . import stages
+
+    print(stages.yaml_text(args.stage), end="")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    from .course.launch import open_lab
+
+    return open_lab(port=args.port, no_browser=args.no_browser)
+
+
+def cmd_progress(args) -> int:
+    from .course import board, progress
+
+    if args.export:
+        progress.export_csv(args.output or "-", files=args.files or None)
+    else:
+        print(board.progress_text())
+    return 0
+
+
+def cmd_reset(args) -> int:
+    from .course import progress
+
+    progress.reset_lab(args.lab_id)
+    print(f"progress of {args.lab_id} reset; reopen the lab notebook from labs/ to start again")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    p = argparse.ArgumentParser(prog="meshlab", description="Build a service mesh, stage by stage, for real.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def lab_args(sp, backend=False):
+        sp.add_argument("--lab", default=os.environ.get("MESHLAB_LAB", "default"), help="lab name (default: default)")
+        if backend:
+            sp.add_argument("--backend", choices=["local", "kind", "kube"], default="local")
+
+    sub.add_parser("doctor", help="check what each backend needs").set_defaults(func=cmd_doctor)
+    sp = sub.add_parser("up", help="start a lab at a stage")
+    lab_args(sp, backend=True)
+    sp.add_argument("--stage", default="0", help="0/app, 1/edge, 2/router, 3/per-node, 4/sidecar")
+    sp.add_argument("--nodes", type=int, default=3)
+    sp.set_defaults(func=cmd_up)
+    sp = sub.add_parser("down", help="remove a lab (works after a crash)")
+    lab_args(sp, backend=True)
+    sp.add_argument("--all", action="store_true", help="every local lab")
+    sp.set_defaults(func=cmd_down)
+    sp = sub.add_parser("status", help="nodes, pods and proxies")
+    lab_args(sp, backend=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+    sp = sub.add_parser("apply", help="apply a YAML file")
+    lab_args(sp, backend=True)
+    sp.add_argument("-f", "--file", required=True)
+    sp.set_defaults(func=cmd_apply)
+    sp = sub.add_parser("traffic", help="send requests and show what happened")
+    lab_args(sp, backend=True)
+    sp.add_argument("-n", type=int, default=100, help="number of requests")
+    sp.add_argument("-c", type=int, default=4, help="concurrency")
+    sp.add_argument("--path", default="/")
+    sp.add_argument("--host", default=None, help="Host header")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_traffic)
+    sp = sub.add_parser("kill", help="kill a pod, node or proxy (until restore)")
+    lab_args(sp, backend=True)
+    sp.add_argument("what", choices=["pod", "node", "proxy"])
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_kill)
+    sp = sub.add_parser("restore", help="undo kills and faults")
+    lab_args(sp, backend=True)
+    sp.set_defaults(func=cmd_restore)
+    sp = sub.add_parser("inject", help="make a service fail or slow down")
+    lab_args(sp, backend=True)
+    sp.add_argument("service")
+    sp.add_argument("--errors", type=float, default=0.0, help="share of requests that fail, 0..1")
+    sp.add_argument("--latency-ms", type=int, default=0)
+    sp.add_argument("--pod", default=None, help="only this pod")
+    sp.set_defaults(func=cmd_inject)
+    sp = sub.add_parser("manifests", help="print a stage's YAML")
+    sp.add_argument("--stage", default="0")
+    sp.set_defaults(func=cmd_manifests)
+    sp = sub.add_parser("lab", help="open JupyterLab on the course")
+    sp.add_argument("--port", type=int, default=8888)
+    sp.add_argument("--no-browser", action="store_true")
+    sp.set_defaults(func=cmd_lab)
+    sp = sub.add_parser("progress", help="your progress (or --export csv for a class)")
+    sp.add_argument("--export", choices=["csv"])
+    sp.add_argument("--output", "-o", help="CSV file (default: stdout)")
+    sp.add_argument("files", nargs="*", help="progress files or folders collected from learners")
+    sp.set_defaults(func=cmd_progress)
+    sp = sub.add_parser("reset", help="start a lab's exercises again")
+    sp.add_argument("lab_id", help="e.g. 01-edge-proxy-lab")
+    sp.set_defaults(func=cmd_reset)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MeshlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
