@@ -75,9 +75,23 @@ def allocate_octet(name: str) -> int:
     """Claim the lowest free second octet for this lab (127.L.0.0/16); call under registry_lock."""
     taken = {read_state(other).get("octet") for other in all_labs() if other != name}
     for octet in range(FIRST_OCTET, LAST_OCTET + 1):
-        if octet not in taken:
+        if octet not in taken and block_free(octet):
             return octet
     raise MeshlabError("no free address block for another lab", "run 'meshlab down --all' to remove old labs")
+
+
+def block_free(octet: int) -> bool:
+    """True when no one (a lab of another state root, another program) holds the block's DNS address."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((f"127.{octet}.0.2", 5353))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
 
 
 def socket_address(folder: Path) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base import MeshlabError, NodeInfo, ProxyInfo
-from . import ingress, kinds, network, probes, procs, workloads
+from . import envoy_check, ingress, kinds, network, probes, procs, workloads
 from .forwarder import Forwarder
 from .paths import write_state
 from .pods import Pod
@@ -59,6 +59,7 @@ class Runtime:
         """Store objects (after the local-subset check) and reconcile."""
         for doc in docs:
             kinds.check_supported(doc, source)
+        await envoy_check.check(self.objects, docs, self.octet, self.dns, source)
         async with self._lock:
             refs = []
             for doc in docs:
