@@ -31,7 +31,8 @@ import yaml
 
 from . import traefik
 from .base import Availability, MeshlabError, NodeInfo
-from .kube import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, check_name, free_port, os_hint, state_root
+from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
+from .state import check_name, state_root
 from .kubectl import Kubectl, Runner, check, container_id
 
 EDGE_NAMESPACE = "meshlab-system"

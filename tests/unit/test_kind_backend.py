@@ -9,7 +9,7 @@ import yaml
 from test_kube_backend import SHOP_PODS, FakeRunner, items, pod
 
 from meshlab import manifests
-from meshlab.backends import kind, kube
+from meshlab.backends import cluster, kind
 from meshlab.backends.base import MeshlabError
 
 CLUSTER, CTX, PORT = "meshlab-t1", "kind-meshlab-t1", 30123
@@ -191,8 +191,8 @@ def test_entrypoint_is_the_mapped_edge_port_once_there_is_an_ingress(runner, sta
     runner.on("get", "ingresses", stdout=items({"kind": "Ingress", "metadata": {"name": "shop"}, "spec": {"ingressClassName": "edge"}}))
     assert make(runner).entrypoint() == f"http://127.0.0.1:{PORT}"
     assert KUBECTL + ["-n", "default", "get", "ingresses", "-o", "json"] in runner.argvs
-    monkeypatch.setattr(kube, "free_port", lambda: 41001)
-    monkeypatch.setattr(kube, "port_open", lambda port, wait=0.0: wait > 0)
+    monkeypatch.setattr(cluster, "free_port", lambda: 41001)
+    monkeypatch.setattr(cluster, "port_open", lambda port, wait=0.0: wait > 0)
     runner.on("get", "ingresses", stdout=items()).on("get", "service", "frontend", stdout='{"spec": {"ports": [{"port": 9080}]}}')
     assert make(runner).entrypoint() == "http://127.0.0.1:41001"
     assert runner.spawned == [KUBECTL + ["-n", "default", "port-forward", "--address", "127.0.0.1", "service/frontend", "41001:9080"]]
@@ -272,7 +272,7 @@ def test_logs_export_kind_logs_then_every_container(runner, tmp_path):
 
 
 def test_availability_names_each_missing_tool_with_a_hint(runner, monkeypatch):
-    monkeypatch.setattr(kube.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(cluster.platform, "system", lambda: "Darwin")
     found = kind.KindBackend.availability(runner=runner, which=lambda tool: None if tool == "kind" else f"/usr/bin/{tool}")
     assert not found.ok and found.missing == ["kind"] and found.hints == ["install kind: `brew install kind`"]
     assert found.present == ["docker", "kubectl", "docker engine"]
@@ -280,12 +280,12 @@ def test_availability_names_each_missing_tool_with_a_hint(runner, monkeypatch):
 
 
 def test_availability_needs_a_running_docker_engine(runner, monkeypatch):
-    monkeypatch.setattr(kube.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(cluster.platform, "system", lambda: "Linux")
     runner.on("docker", "info", stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock", rc=1)
     found = kind.KindBackend.availability(runner=runner, which=lambda tool: f"/usr/bin/{tool}")
     assert not found.ok and found.missing == ["docker engine (not running or not reachable)"]
     assert "systemctl start docker" in found.hints[0]
     nothing = kind.KindBackend.availability(runner=FakeRunner(), which=lambda tool: None)
     assert nothing.missing == ["docker", "kind", "kubectl"] and len(nothing.hints) == 3
-    monkeypatch.setattr(kube.platform, "system", lambda: "Windows")
+    monkeypatch.setattr(cluster.platform, "system", lambda: "Windows")
     assert "winget" in kind.KindBackend.availability(runner=FakeRunner(), which=lambda tool: None).hints[1]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from meshlab import manifests
-from meshlab.backends import kube, kubectl, traefik
+from meshlab.backends import cluster, kube, kubectl, traefik
 from meshlab.backends.base import MeshlabError
 
 CTX = "class-cluster"
@@ -265,8 +265,8 @@ def test_views_read_kubectl_json(runner):
 
 
 def test_entrypoint_port_forwards_to_the_edge_or_the_frontend(runner, monkeypatch):
-    monkeypatch.setattr(kube, "free_port", lambda: 41000)
-    monkeypatch.setattr(kube, "port_open", lambda port, wait=0.0: wait > 0)
+    monkeypatch.setattr(cluster, "free_port", lambda: 41000)
+    monkeypatch.setattr(cluster, "port_open", lambda port, wait=0.0: wait > 0)
     runner.on("get", "ingresses", stdout=items({"kind": "Ingress", "metadata": {"name": "shop"}, "spec": {"ingressClassName": "edge"}}))
     backend = make(runner)
     assert backend.entrypoint() == "http://127.0.0.1:41000"
@@ -304,9 +304,9 @@ def test_inject_posts_fault_knobs_inside_each_pod_and_restore_clears(runner):
     assert backend.inject("reviews", errors=0.5, latency_ms=200) == ["reviews-v2-bbb"]
     argv, body = runner.calls[-1]
     assert argv == ["kubectl", "--context", CTX, "-n", "default", "exec", "-i", "reviews-v2-bbb", "-c", "app", "--",
-                    "python", "-c", kube.FAULT_CLIENT, "http://127.0.0.1:9080/_meshlab/fault", "POST"]
+                    "python", "-c", cluster.FAULT_CLIENT, "http://127.0.0.1:9080/_meshlab/fault", "POST"]
     assert json.loads(body) == {"error_rate": 0.5, "latency_ms": 200}
-    compile(kube.FAULT_CLIENT, "fault-client", "exec")
+    compile(cluster.FAULT_CLIENT, "fault-client", "exec")
     backend.restore()
     cleared = [a[7] for a in runner.argvs if "exec" in a]
     assert cleared == ["reviews-v2-bbb", "frontend-v1-aaa", "reviews-v2-bbb"]

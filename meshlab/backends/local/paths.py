@@ -5,29 +5,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..base import MeshlabError
+from ..state import check_name, state_root  # noqa: F401  (part of this module's API)
 
-LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 FIRST_OCTET, LAST_OCTET = 10, 250
-
-
-def state_root() -> Path:
-    """The folder holding every local lab: $MESHLAB_HOME, else XDG state, else ~/.local/state."""
-    if os.environ.get("MESHLAB_HOME"):
-        return Path(os.environ["MESHLAB_HOME"])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "meshlab"
-
-
-def check_name(name: str) -> str:
-    """A lab name is a DNS label (it becomes part of cluster and socket names)."""
-    if not LAB_NAME.match(name or ""):
-        raise MeshlabError(f"lab name {name!r} is not valid", "use 1-32 lowercase letters, digits and '-', e.g. 'lab1'")
-    return name
 
 
 def lab_dir(name: str) -> Path:

@@ -53,6 +53,7 @@ class Runtime:
         self.next_probe: dict[tuple, float] = {}
         self.dirty = True
         self._lock = asyncio.Lock()
+        self.synced_ready: dict[str, bool] = {}  # pod readiness when endpoints were last synced
 
     # ---- objects -------------------------------------------------------------------------
     async def apply(self, docs: list[dict], source: str) -> list[str]:
@@ -238,7 +239,6 @@ class Runtime:
     async def tick(self) -> None:
         """Start/restart containers, run due probes, follow readiness changes."""
         now = time.monotonic()
-        before = {name: pod.ready for name, pod in self.pods.items()}
         for pod in list(self.pods.values()):
             if not self.volumes_ready(pod):
                 continue
@@ -251,7 +251,9 @@ class Runtime:
                     c.next_start = now + 5
                 (pod.folder / "logs" / "meshlab.log").open("a").write(f"{exc}\n")
         await self._probe_due(now)
-        if {name: pod.ready for name, pod in self.pods.items()} != before:
+        ready = {name: pod.ready for name, pod in self.pods.items()}
+        if ready != self.synced_ready:  # also catches kill/restore made between ticks
+            self.synced_ready = ready
             async with self._lock:
                 self._sync_edge()
                 self._sync_workloads()

@@ -1,0 +1,285 @@
+"""What the kind and kube backends share: kubectl-driven objects, rollouts, status, faults, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import time
+from pathlib import Path
+
+from . import traefik
+from .base import Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo
+from .state import StateFile
+from .kubectl import (Kubectl, Runner, app_container, check, lab_objects, labels, node_info, not_found, pod_info,
+                      proxy_container, proxy_info, proxy_name, ref)
+
+OWNED_LABEL = "meshlab.io/owned"
+FAULT_PATH = "/_meshlab/fault"
+# Run inside the app container (a stock python image): send stdin to the app's fault endpoint.
+FAULT_CLIENT = ("import sys, urllib.request as u; r = u.Request(sys.argv[1], data=sys.stdin.buffer.read() or None, "
+                "method=sys.argv[2], headers={'content-type': 'application/json'}); "
+                "print(u.urlopen(r, timeout=5).read().decode())")
+KUBECTL_HINTS = {
+    "Linux": "install kubectl: `sudo snap install kubectl --classic`, or see https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/",
+    "Darwin": "install kubectl: `brew install kubectl` (see https://kubernetes.io/docs/tasks/tools/install-kubectl-macos/)",
+    "Windows": "install kubectl: `winget install -e --id Kubernetes.kubectl` (see https://kubernetes.io/docs/tasks/tools/install-kubectl-windows/)",
+}
+
+
+# ---- small helpers --------------------------------------------------------------------------------
+
+
+def os_hint(hints: dict) -> str:
+    """The hint for this operating system (Linux's when the system is unknown)."""
+    return hints.get(platform.system(), hints["Linux"])
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, wait: float = 0.0) -> bool:
+    """Whether 127.0.0.1:port accepts connections, trying for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+
+def stop_process(pid: int) -> None:
+    """SIGTERM a helper this backend started; on Linux only if that pid is still a kubectl port-forward."""
+    if Path("/proc/self").exists():
+        try:
+            if b"port-forward" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return
+        except OSError:
+            return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def current_context(runner: Runner) -> str:
+    """kubectl's current context, or "" when there is none."""
+    result = runner.run(["kubectl", "config", "current-context"], timeout=15)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+# ---- what kind and kube share ---------------------------------------------------------------------
+
+
+class ClusterBackend(Backend):
+    """A lab on Kubernetes through kubectl: objects, rollouts, status, faults and logs; subclasses own the cluster."""
+
+    pin_namespace = True  # pass -n on apply/delete (kube); kind lets each object say where it goes
+    all_namespaces = False  # list pods cluster-wide (kind) or in the lab namespace (kube)
+
+    def __init__(self, kubectl: Kubectl, namespace: str, edge_namespace: str, state_path: Path, progress=None):
+        self.kubectl, self.runner = kubectl, kubectl.runner
+        self.namespace, self.edge_namespace = namespace, edge_namespace
+        self.state = StateFile(state_path)
+        self.progress = progress or (lambda message: print(message, flush=True))
+        self.cluster = ""
+
+    def say(self, message: str) -> None:
+        self.progress(f"[{self.name}] {message}")
+
+    # ---- objects ---------------------------------------------------------------------------------
+    def apply(self, docs: list[dict]) -> list[str]:
+        """`kubectl apply -f -` of the docs, byte for byte."""
+        self.kubectl.apply(docs, namespace="" if self.pin_namespace else None)
+        return [ref(d) for d in docs]
+
+    def delete(self, docs: list[dict]) -> list[str]:
+        """`kubectl delete -f -` of the docs."""
+        self.kubectl.delete(docs, namespace="" if self.pin_namespace else None)
+        return [ref(d) for d in docs]
+
+    def install_edge(self, host_port: int | None, with_namespace: bool = False) -> None:
+        """Apply Traefik (IngressClass `edge`) and wait for it."""
+        self.say("installing the edge proxy (Traefik, IngressClass edge)")
+        docs = traefik.documents(self.edge_namespace, self.namespace, host_port, with_namespace)
+        self.kubectl.apply(docs, namespace=None)
+        self.rollout([("deployment", traefik.NAME, self.edge_namespace)], timeout=240)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """`kubectl rollout status` for every Deployment, DaemonSet and StatefulSet of the lab."""
+        items = lab_objects(self.kubectl.items("deployments,daemonsets,statefulsets", all_namespaces=self.all_namespaces))
+        self.rollout([(o["kind"].lower(), o["metadata"]["name"], o["metadata"]["namespace"]) for o in items], timeout)
+
+    def rollout(self, workloads: list[tuple[str, str, str]], timeout: float) -> None:
+        """Wait for each workload in turn within one overall timeout, saying how far along it is."""
+        start = time.monotonic()
+        for number, (kind, name, namespace) in enumerate(workloads, 1):
+            left = max(1, round(timeout - (time.monotonic() - start)))
+            result = self.kubectl.call("rollout", "status", f"{kind}/{name}", f"--timeout={left}s",
+                                       namespace=namespace, timeout=left + 30)
+            check(result, f"{kind}/{name} is not ready after {timeout:.0f}s",
+                  "look at lab.pods() (waiting containers, restarts) and lab.logs()")
+            self.say(f"ready {number}/{len(workloads)}: {kind}/{name} ({time.monotonic() - start:.0f}s)")
+
+    # ---- views -----------------------------------------------------------------------------------
+    def pod_objects(self) -> list[dict]:
+        return lab_objects(self.kubectl.items("pods", all_namespaces=self.all_namespaces))
+
+    def killed(self) -> frozenset:
+        """(pod, container) pairs that kill() holds down."""
+        return frozenset((f["pod"], f["container"]) for f in self.state.read().get("frozen", []))
+
+    def pods(self) -> list[PodInfo]:
+        killed = self.killed()
+        return [pod_info(p, self.cluster, killed) for p in self.pod_objects()]
+
+    def nodes(self) -> list[NodeInfo]:
+        result = self.kubectl.call("get", "nodes", "-o", "json", namespace=None)
+        if result.returncode != 0 and "forbidden" in result.stderr.lower():  # a learner may not list nodes
+            return [NodeInfo(n, "", True, self.cluster) for n in sorted({p.node for p in self.pods() if p.node})]
+        items = json.loads(check(result, "kubectl get nodes") or "{}").get("items", [])
+        return [node_info(n, self.cluster) for n in items]
+
+    def proxies(self) -> list[ProxyInfo]:
+        killed = self.killed()
+        return [info for p in self.pod_objects() if (info := proxy_info(p, self.cluster, killed))]
+
+    def entrypoint(self) -> str:
+        """The edge when the lab has an Ingress, else the frontend Service (through a port-forward)."""
+        ingresses = self.kubectl.items("ingresses")
+        if any((i.get("spec") or {}).get("ingressClassName") in (None, traefik.INGRESS_CLASS) for i in ingresses):
+            return self.edge_url()
+        result = self.kubectl.call("get", "service", "frontend", "-o", "json")
+        if not_found(result):
+            raise MeshlabError("the lab has no Ingress and no Service named frontend", "deploy a stage first: lab.up(stage=0)")
+        port = json.loads(check(result, "kubectl get service frontend"))["spec"]["ports"][0]["port"]
+        return self.forward(self.namespace, "frontend", port)
+
+    def edge_url(self) -> str:
+        raise NotImplementedError
+
+    def forward(self, namespace: str, service: str, port: int) -> str:
+        """http://127.0.0.1:<local> served by a `kubectl port-forward` to the Service, reused while it lives."""
+        forwards = self.state.read().get("forwards", {})
+        key = f"{namespace}/{service}:{port}"
+        known = forwards.get(key)
+        if known and port_open(known["port"]):
+            return f"http://127.0.0.1:{known['port']}"
+        local = free_port()
+        self.state.path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.kubectl.argv("port-forward", "--address", "127.0.0.1", f"service/{service}", f"{local}:{port}",
+                                 namespace=namespace)
+        pid = self.runner.spawn(argv, self.state.path.with_suffix(".port-forward.log"))
+        forwards[key] = {"pid": pid, "port": local}
+        self.state.update(forwards=forwards)
+        if not port_open(local, wait=15):
+            raise MeshlabError(f"kubectl port-forward to service/{service} did not start",
+                               f"see {self.state.path.with_suffix('.port-forward.log')}")
+        return f"http://127.0.0.1:{local}"
+
+    def stop_forwards(self) -> None:
+        for known in self.state.read().get("forwards", {}).values():
+            stop_process(known["pid"])
+        if self.state.read():
+            self.state.update(forwards={})
+
+    # ---- faults ----------------------------------------------------------------------------------
+    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
+        """Kill a pod (name or app), a node, or proxies (name or role); see kill_pod/kill_node/kill_proxy."""
+        if node:
+            return self.kill_node(node)
+        if pod:
+            return self.kill_pod(pod)
+        if proxy:
+            return self.kill_proxy(proxy)
+        raise MeshlabError("kill needs pod=, node= or proxy=", "e.g. lab.kill(pod='ratings')")
+
+    def find_pod(self, name: str, pods: list[dict]) -> dict:
+        """The pod called `name`, else a ready pod of app `name`."""
+        exact = [p for p in pods if p["metadata"]["name"] == name]
+        of_app = sorted((p for p in pods if labels(p).get("app") == name), key=lambda p: not pod_info(p).ready)
+        if not (exact or of_app):
+            raise MeshlabError(f"no pod {name}", "see lab.pods() for pod names")
+        return (exact or of_app)[0]
+
+    def kill_pod(self, name: str) -> list[str]:
+        """Force-delete the pod. On Kubernetes its ReplicaSet (or DaemonSet) creates a replacement at once,
+        so the pod does not stay down until restore(): that self-healing is the lesson on this backend."""
+        pod = self.find_pod(name, self.pod_objects())
+        meta = pod["metadata"]
+        self.kubectl.run("delete", "pod", meta["name"], "--grace-period=0", "--force", "--wait=false",
+                         namespace=meta["namespace"], what=f"delete pod {meta['name']}")
+        return [meta["name"]]
+
+    def kill_proxy(self, name: str) -> list[str]:
+        """Kill every proxy called `name`, or every proxy of role `name` (edge, router, node, sidecar)."""
+        found = [p for p in self.pod_objects() if proxy_container(p)]
+        chosen = [p for p in found if proxy_name(p) == name] or [p for p in found if proxy_container(p)[1] == name]
+        if not chosen:
+            raise MeshlabError(f"no proxy {name}", "see lab.proxies() for names, or give a role such as 'router'")
+        for pod in chosen:
+            self.kill_proxy_container(pod, proxy_container(pod)[0])
+        return [proxy_name(p) for p in chosen]
+
+    def kill_proxy_container(self, pod: dict, container: str) -> None:
+        raise NotImplementedError
+
+    def kill_node(self, node: str) -> list[str]:
+        raise NotImplementedError
+
+    def inject(self, service: str, errors: float = 0.0, latency_ms: int = 0, pod: str | None = None) -> list[str]:
+        """POST the fault knobs to /_meshlab/fault of each pod, with `kubectl exec` of python in the app container
+        (the app image is stock python; the call goes to 127.0.0.1 inside the pod, past any proxy)."""
+        pods = self.pod_objects()
+        targets = [self.find_pod(pod, pods)] if pod else [p for p in pods if labels(p).get("app") == service]
+        if not targets:
+            raise MeshlabError(f"no pod of service {service}", "see lab.pods() for services")
+        body = json.dumps({"error_rate": errors, "latency_ms": latency_ms})
+        return [self.fault(p, "POST", body) for p in targets]
+
+    def fault(self, pod: dict, method: str, body: str = "") -> str:
+        """Call the app's fault endpoint inside the pod; return the pod's name."""
+        meta, app = pod["metadata"], app_container(pod)
+        if not app:
+            raise MeshlabError(f"pod {meta['name']} has no app container with a port", "faults go to meshlab's sample app")
+        url = f"http://127.0.0.1:{app[1]}{FAULT_PATH}"
+        self.kubectl.run("exec", "-i", meta["name"], "-c", app[0], "--", "python", "-c", FAULT_CLIENT, url, method,
+                         namespace=meta["namespace"], input=body, what=f"set faults on {meta['name']}")
+        return meta["name"]
+
+    def restore(self) -> None:
+        """Clear injected faults on every running app pod (DELETE /_meshlab/fault)."""
+        for pod in self.pod_objects():
+            if labels(pod).get("app") and app_container(pod) and pod_info(pod).phase == "Running":
+                try:
+                    self.fault(pod, "DELETE")
+                except MeshlabError as exc:
+                    self.say(f"could not clear faults: {exc.message}")
+
+    # ---- logs ------------------------------------------------------------------------------------
+    def logs(self, dest: Path) -> Path:
+        """`kubectl logs` of every container (and its previous run, after a restart) into dest/pods/<ns>/<pod>/."""
+        dest = Path(dest)
+        for pod in self.pod_objects():
+            info = pod_info(pod)
+            folder = dest / "pods" / info.namespace / info.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for c in info.containers:
+                runs = [("", [])] + ([(".previous", ["--previous"])] if c.restarts else [])
+                for suffix, extra in runs:
+                    result = self.kubectl.call("logs", info.name, "-c", c.name, *extra, namespace=info.namespace)
+                    (folder / f"{c.name}{suffix}.log").write_text(result.stdout if result.returncode == 0 else result.stderr)
+        return dest
+
+
+# ---- the kube backend -----------------------------------------------------------------------------
+
