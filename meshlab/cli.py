@@ -203,6 +203,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `meshlab status | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class Lab:
             self.down()
             raise
         self.stage = number
+        self.backend.remember(stage=number)
         if not quiet:
             print(f"lab {self.name}: stage {number} ({stages.info.get(number).title}) is up at {self.url}")
         return self
@@ -100,7 +101,8 @@ class Lab:
 
     def status(self) -> dict:
         """Nodes, pods and proxies as plain data."""
-        return {"lab": self.name, "backend": self.backend_name, "stage": self.stage, "entrypoint": self.url,
+        stage = self.stage if self.stage is not None else self.backend.recall().get("stage")
+        return {"lab": self.name, "backend": self.backend_name, "stage": stage, "entrypoint": self.url,
                 "nodes": [n.to_dict() for n in self.nodes()], "pods": [p.to_dict() for p in self.pods()],
                 "proxies": [p.to_dict() for p in self.proxies()]}
 

@@ -158,6 +158,14 @@ class Backend(abc.ABC):
     def down(self) -> None:
         """Remove everything this lab made; idempotent."""
 
+    def remember(self, **facts) -> None:
+        """Keep small facts about the lab (such as its stage) where other processes can read them."""
+        self._facts = {**getattr(self, "_facts", {}), **facts}
+
+    def recall(self) -> dict:
+        """The facts kept by remember()."""
+        return dict(getattr(self, "_facts", {}))
+
     def __enter__(self):
         return self
 

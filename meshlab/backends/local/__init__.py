@@ -109,6 +109,12 @@ class LocalBackend(Backend):
         """Stored objects of one kind."""
         return self._call("objects", kind=kind)
 
+    def remember(self, **facts) -> None:
+        self._call("remember", facts=facts)
+
+    def recall(self) -> dict:
+        return self.status().get("facts", {}) if self.running() else {}
+
     def status(self) -> dict:
         """Pods, nodes, proxies, services and the entry URL, as plain data."""
         return self._call("status")

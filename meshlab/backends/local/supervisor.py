@@ -96,7 +96,12 @@ class Supervisor:
             return await rt.delete(params["docs"])
         if method == "status":
             return {"lab": self.lab, "pods": rt.pod_infos(), "nodes": rt.node_infos(), "proxies": rt.proxy_infos(),
-                    "services": rt.services(), "entrypoint": rt.entrypoint(), "owner": self.owner}
+                    "services": rt.services(), "entrypoint": rt.entrypoint(), "owner": self.owner,
+                    "facts": self.state.get("facts", {})}
+        if method == "remember":
+            self.state.setdefault("facts", {}).update(params["facts"])
+            rt.save_state()
+            return None
         if method == "kill":
             result = rt.kill(**params)
             await rt.tick()
