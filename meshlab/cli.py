@@ -1,4 +1,4 @@
-"""The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, lab, progress."""
+"""The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, blast-radius, lab, progress."""
 
 from __future__ import annotations
 
@@ -93,6 +93,24 @@ def cmd_inject(args) -> int:
     return 0
 
 
+def parse_kill(items: list[str]) -> dict:
+    """['proxy=node', 'node=node-2'] (or 'proxy=node,node=node-2') -> {'proxy': 'node', 'node': 'node-2'}."""
+    kill = {}
+    for item in (part for text in items for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in ("proxy", "node", "pod") or not value.strip():
+            raise MeshlabError(f"--kill {item}: expected proxy=NAME|ROLE, node=NODE or pod=NAME",
+                               "e.g. --kill proxy=router, or --kill proxy=node --kill node=node-2")
+        kill[key.strip()] = value.strip()
+    return kill
+
+
+def cmd_blast_radius(args) -> int:
+    result = _lab(args).blast_radius(parse_kill(args.kill), n=args.n, concurrency=args.c)
+    print(json.dumps(result.to_dict(), indent=1) if args.json else str(result))
+    return 0
+
+
 def cmd_manifests(args) -> int:
     from . import stages
 
@@ -175,6 +193,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-ms", type=int, default=0)
     sp.add_argument("--pod", default=None, help="only this pod")
     sp.set_defaults(func=cmd_inject)
+    sp = sub.add_parser("blast-radius", help="kill one part, measure which calls break, restore")
+    lab_args(sp, backend=True)
+    sp.add_argument("--kill", action="append", required=True, metavar="KEY=VALUE",
+                    help="proxy=router | node=node-2 | pod=reviews-v2 | proxy=node --kill node=node-2")
+    sp.add_argument("-n", type=int, default=200, help="requests before and after")
+    sp.add_argument("-c", type=int, default=4, help="concurrency")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_blast_radius)
     sp = sub.add_parser("manifests", help="print a stage's YAML")
     sp.add_argument("--stage", default="0")
     sp.set_defaults(func=cmd_manifests)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import manifests, stages
+from . import manifests, settle, stages
 from .backends.base import Backend, MeshlabError
 
 
@@ -43,6 +43,7 @@ class Lab:
             self.backend.up(nodes=self.node_count)
             self._apply_docs(docs, f"stage {number}")
             self.backend.wait_ready(timeout=wait)
+            settle.settle(self)  # ready pods are not enough while proxies still resolve their upstreams
         except BaseException:
             self.down()
             raise
@@ -129,3 +130,10 @@ class Lab:
     def restore(self) -> None:
         """Undo every kill and injected fault."""
         self.backend.restore()
+
+    def blast_radius(self, kill: dict, n: int = 200, concurrency: int = 4):
+        """Traffic, kill (dict(proxy='router') | dict(node='node-2') | dict(pod=...)), traffic, restore:
+        a BlastRadius table of which calls, pods and nodes the failure cut off."""
+        from . import blast
+
+        return blast.measure(self, kill, n=n, concurrency=concurrency)

@@ -285,6 +285,14 @@ class Handler(BaseHTTPRequestHandler):
             super().log_request(code, size)
 
 
+def bind_address(pod_ip):
+    """The pod IP when pods share the host's loopback (local runtime); else every address, so a
+    sidecar in the same network namespace reaches the app at 127.0.0.1."""
+    if pod_ip.startswith("127.") or pod_ip == "::1":
+        return pod_ip
+    return "0.0.0.0"
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="meshlab sample shop service")
     parser.add_argument("--service", required=True, help="frontend, catalog, reviews or ratings")
@@ -306,8 +314,9 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"app.py: {e}")
     Handler.app = App(args.service, args.version, args.upstream, faults)
-    bind = os.environ.get("POD_IP") or "0.0.0.0"
+    bind = bind_address(os.environ.get("POD_IP", ""))
     ThreadingHTTPServer.address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    ThreadingHTTPServer.request_queue_size = 128  # the default backlog of 5 drops connects under load
     server = ThreadingHTTPServer((bind, args.port), Handler)
     print(f"{args.service} {args.version} listening on {bind}:{server.server_address[1]}", flush=True)
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from .. import manifests
 from ..backends.base import MeshlabError
-from . import edge, info, shop
+from . import edge, info, pernode, router, shop, sidecar
 
 BUILDERS = {
     0: lambda: shop.documents(),
     1: lambda: shop.documents() + [edge.ingress()],
+    2: lambda: router.documents(),
+    3: lambda: pernode.documents(),
+    4: lambda: sidecar.documents(),
 }
 
 

@@ -149,7 +149,7 @@ STAGES: list[StageInfo] = [
         "services become visible and controllable (retries, timeouts) with no change to the apps.",
         "a central router Deployment; every east-west call goes through it",
         "router config in a ConfigMap",
-        ["Deployment (Envoy routers)", "Service", "ConfigMap"],
+        ["Deployment (Envoy routers)", "Service", "ConfigMap", "headless Service per version"],
         ["No change to monoliths or new microservices; easy to move services in "
          "(seed: 无需对原有的单体应用和新的微服务应用做什么改造).",
          "East-west traffic is visible and controlled in one place.",
@@ -164,24 +164,23 @@ STAGES: list[StageInfo] = [
     StageInfo(
         3, "per-node", "Proxy per node", "Proxy per Node",
         "One proxy per node as a DaemonSet (how Linkerd 1 was deployed): pods find their node's proxy "
-        "through the downward API (status.hostIP); it forwards to the callee's node proxy.",
+        "through the downward API (status.hostIP); it sends each call straight to the callee's pods, "
+        "so only the caller's node proxy is on the path.",
         "one proxy on every node; pods call their own node's proxy",
         "per-node proxy config (one ConfigMap for the DaemonSet)",
-        ["DaemonSet", "ConfigMap", "Service", "downward API (status.hostIP)"],
+        ["DaemonSet (hostPort)", "ConfigMap", "headless Service per version", "downward API (status.hostIP)"],
         ["Fewer proxies than pods: cheaper than a sidecar in every pod (seed: 更节省资源).",
          "Suits large monoliths on physical machines or VMs.",
          "Coarse control: policy applies per node, not per service (seed: 粒度还是不够细).",
-         "If a node's proxy fails, every service on that node becomes unreachable "
-         "(seed: 该节点上的所有服务就都会无法访问).",
+         "If a node's proxy fails, every service on that node is cut off: its pods can no longer call "
+         "anything (seed: 该节点上的所有服务就都会无法访问).",
          "Not fully transparent: apps must know to call their node's proxy.",
          "A heavy proxy per node adds up (seed: Linkerd 1 on the JVM; Linkerd 2 moved to Go)."],
         "one node: exactly the pods on that node lose connectivity",
         Schematic((_EDGE,) + tuple(_proxy(f"node-proxy-{i}", "node", f"node-{i}") for i in (1, 2, 3)) + _shop(),
                   _INGRESS + (("frontend", "node-proxy-1"), ("node-proxy-1", "catalog"),
-                              ("node-proxy-1", "node-proxy-2"), ("node-proxy-2", "reviews-v1"),
-                              ("node-proxy-1", "node-proxy-3"), ("node-proxy-3", "reviews-v2"),
-                              ("reviews-v2", "node-proxy-3"), ("node-proxy-3", "node-proxy-2"),
-                              ("node-proxy-2", "ratings")),
+                              ("node-proxy-1", "reviews-v1"), ("node-proxy-1", "reviews-v2"),
+                              ("reviews-v2", "node-proxy-3"), ("node-proxy-3", "ratings")),
                   nodes=_NODES)),
     StageInfo(
         4, "sidecar", "Sidecar proxy / fabric", "Sidecar代理/Fabric模型",
@@ -189,7 +188,7 @@ STAGES: list[StageInfo] = [
         "The closest form to a full mesh; only the control plane is missing.",
         "a sidecar proxy inside every pod",
         "a static config per sidecar (ConfigMaps), hot reload, no control plane",
-        ["Deployment with two containers", "ConfigMap per sidecar"],
+        ["Deployment with two containers", "ConfigMap per service version", "headless Service per version"],
         ["App and proxy in one deployment unit: fine-grained control per pod (seed: 更细粒度的控制).",
          "Every sidecar hot-reloads, so config changes show in traffic quickly (seed: 都支持热加载).",
          "N configs to keep consistent by hand: operating this many sidecars needs a control plane "

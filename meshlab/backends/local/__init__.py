@@ -15,6 +15,8 @@ from ..base import Availability, Backend, MeshlabError, NodeInfo, PodInfo, Proxy
 from . import paths, procs, rpc
 
 START_TIMEOUT = 20.0
+START_ATTEMPTS = 3
+RESTORE_WAIT = 30.0
 APP_PORT = 9080
 
 
@@ -58,6 +60,14 @@ class LocalBackend(Backend):
     def up(self, nodes: int = 3, clusters: int = 1) -> None:
         if self.running():
             return
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start(nodes)
+            except MeshlabError as exc:  # a lab of another state root took the same block first: next one
+                if "Address already in use" not in str(exc) or attempt == START_ATTEMPTS - 1:
+                    raise
+
+    def _start(self, nodes: int) -> None:
         with paths.registry_lock():
             cleanup(self.lab)
             self.folder.mkdir(parents=True, mode=0o700)
@@ -75,9 +85,9 @@ class LocalBackend(Backend):
         while not self.running():
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (self.folder / "supervisor.log").read_text()[-600:] if self.folder.exists() else ""
+                last = (tail.strip().splitlines() or ["no output"])[-1]
                 self.down()
-                raise MeshlabError(f"the local runtime of lab {self.lab} did not start: {tail.strip().splitlines()[-1:] }",
-                                   "run 'meshlab doctor'")
+                raise MeshlabError(f"the local runtime of lab {self.lab} did not start: {last}", "run 'meshlab doctor'")
             time.sleep(0.05)
 
     def down(self) -> None:
@@ -151,6 +161,10 @@ class LocalBackend(Backend):
 
     def restore(self) -> None:
         self._call("restore")
+        try:  # back means serving again: the next traffic must not meet pods still starting
+            self.wait_ready(timeout=RESTORE_WAIT)
+        except MeshlabError:
+            pass  # a pod that cannot get ready shows in status; that is not restore's error
         for pod in self.pods():
             if pod.service and pod.ready and "meshlab.io/proxy-role" not in pod.labels:
                 try:

@@ -29,7 +29,7 @@ SCHEMAS = {
     ("v1", "Namespace"): {**_TOP},
     ("v1", "ConfigMap"): {**_TOP, "data": ANY},
     ("v1", "Service"): {**_TOP, "spec": {
-        "type": ANY, "selector": ANY,
+        "type": ANY, "selector": ANY, "clusterIP": ANY,
         "ports": [{"name": ANY, "port": ANY, "targetPort": ANY, "protocol": ANY, "appProtocol": ANY}]}},
     ("apps/v1", "Deployment"): {**_TOP, "spec": {
         "replicas": ANY, "selector": {"matchLabels": ANY}, "template": _TEMPLATE, "strategy": ANY,
@@ -55,6 +55,10 @@ def check_supported(doc: dict, source: str = "<yaml>") -> None:
     _walk(doc, SCHEMAS[key], f"{key[1]}/{name}", "", source)
     if key[1] == "Service" and (doc.get("spec") or {}).get("type", "ClusterIP") != "ClusterIP":
         raise MeshlabError(f"{source}: {key[1]}/{name}: spec.type {doc['spec']['type']} is not supported locally (ClusterIP only)", HINT)
+    cluster_ip = (doc.get("spec") or {}).get("clusterIP") if key[1] == "Service" else None
+    if cluster_ip not in (None, "", "None"):
+        raise MeshlabError(f"{source}: {key[1]}/{name}: spec.clusterIP {cluster_ip} cannot be chosen locally "
+                           "(leave it out, or None for a headless Service)", HINT)
     template = (doc.get("spec") or {}).get("template")
     if template:
         _check_containers(template.get("spec") or {}, f"{key[1]}/{name}", source)

@@ -44,16 +44,23 @@ def split_name(name: str) -> tuple[str, str | None]:
     return "", None
 
 
-def resolve(name: str, cluster_ips: dict, nodes: dict[str, str]) -> list[str]:
-    """A cluster DNS name -> ClusterIP (short names look in `default` first), or a node's IP."""
+def is_headless(service: dict) -> bool:
+    """A Service with `clusterIP: None`: DNS answers with its ready pods' IPs."""
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
+def resolve(name: str, cluster_ips: dict, nodes: dict[str, str], headless: dict | None = None) -> list[str]:
+    """A cluster DNS name -> ClusterIP, or the pod IPs of a headless Service (short names look in
+    `default` first), or a node's IP."""
     if name.rstrip(".").lower() in nodes:
         return [nodes[name.rstrip(".").lower()]]
     svc, ns = split_name(name)
     if not svc:
         return []
+    known = {**{k: [ip] for k, ip in cluster_ips.items()}, **(headless or {})}
     if ns:
-        return [cluster_ips[(ns, svc)]] if (ns, svc) in cluster_ips else []
-    if ("default", svc) in cluster_ips:
-        return [cluster_ips[("default", svc)]]
-    found = [ip for (other_ns, other), ip in cluster_ips.items() if other == svc]
-    return found[:1]
+        return list(known.get((ns, svc), []))
+    if ("default", svc) in known:
+        return list(known[("default", svc)])
+    found = [ips for (other_ns, other), ips in sorted(known.items()) if other == svc]
+    return list(found[0]) if found else []

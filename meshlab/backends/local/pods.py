@@ -15,6 +15,7 @@ from . import envoy_patch, procs, volumes
 
 RESTART_BACKOFF = (0.5, 1, 2, 4, 8)
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+POD_LOCAL_URL = re.compile(r"(?<=://)(?:127\.0\.0\.1|localhost)(?=[:/]|$)")
 
 
 def envoy_binary() -> str:
@@ -112,7 +113,8 @@ class Pod:
         for item in container.get("env") or []:
             ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             value = field_values.get(ref, "") if ref else str(item.get("value", ""))
-            env[item["name"]] = VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+            value = VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+            env[item["name"]] = POD_LOCAL_URL.sub(self.ip, value)  # "my own pod" is the pod IP here
         return env
 
     def argv_for(self, container: dict) -> list[str]:

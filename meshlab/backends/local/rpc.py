@@ -7,6 +7,8 @@ import socket
 
 from ..base import MeshlabError
 
+MAX_REQUEST = 64 << 20  # one request line may carry a whole stage's manifests
+
 
 def call(address: str, method: str, timeout: float = 120.0, **params):
     """Ask the supervisor to do something; its errors come back as MeshlabError."""

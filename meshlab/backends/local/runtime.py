@@ -170,11 +170,14 @@ class Runtime:
         wanted: dict[tuple, object] = {}
         for svc in self.of_kind("Service"):
             ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+            if network.is_headless(svc):
+                continue  # no ClusterIP, no forwarder: DNS answers with the pods' own IPs
             ip = self.cluster_ips.get((ns, name)) or self._allocate_cluster_ip()
             self.cluster_ips[(ns, name)] = ip
             for port in svc["spec"].get("ports") or []:
                 wanted[(ip, int(port["port"]))] = (lambda ns=ns, name=name, p=port["port"]: self.endpoints(ns, name, p))
-        live = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"]) for s in self.of_kind("Service")}
+        live = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"]) for s in self.of_kind("Service")
+                if not network.is_headless(s)}
         self.cluster_ips = {k: v for k, v in self.cluster_ips.items() if k in live}
         for pod in self.pods.values():
             for container in pod.spec.get("containers") or []:
@@ -233,7 +236,19 @@ class Runtime:
 
     def resolve(self, name: str) -> list[str]:
         """Cluster DNS for the lab DNS server."""
-        return network.resolve(name, self.cluster_ips, {n.name: n.ip for n in self.nodes.values()})
+        return network.resolve(name, self.cluster_ips, {n.name: n.ip for n in self.nodes.values()}, self.headless_ips())
+
+    def headless_ips(self) -> dict[tuple, list[str]]:
+        """(namespace, name) -> ready pod IPs of every headless Service."""
+        out = {}
+        for svc in self.of_kind("Service"):
+            if network.is_headless(svc):
+                ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+                selector = svc["spec"].get("selector") or {}
+                out[(ns, name)] = [p.ip for p in sorted(self.pods.values(), key=lambda p: p.name)
+                                   if p.namespace == ns and p.ready and not p.deleting
+                                   and network.match_selector(selector, p.labels)]
+        return out
 
     # ---- the loop ------------------------------------------------------------------------
     async def tick(self) -> None:
@@ -356,10 +371,11 @@ class Runtime:
         return ""
 
     def services(self) -> list[dict]:
+        ips = {**self.cluster_ips, **{key: "None" for key in self.headless_ips()}}
         return [{"namespace": ns, "name": name, "cluster_ip": ip,
                  "endpoints": [f"{a}:{p}" for port in self.objects[("Service", ns, name)]["spec"].get("ports") or []
                                for a, p in self.endpoints(ns, name, port["port"])]}
-                for (ns, name), ip in sorted(self.cluster_ips.items())]
+                for (ns, name), ip in sorted(ips.items())]
 
     # ---- state and teardown --------------------------------------------------------------
     def save_state(self) -> None:

@@ -34,7 +34,8 @@ class Supervisor:
 
         transport, _ = await loop.create_datagram_endpoint(lambda: DnsProtocol(self.runtime.resolve),
                                                            local_addr=self.runtime.dns)
-        server = await asyncio.start_unix_server(self._serve, path=paths.socket_address(self.folder))
+        server = await asyncio.start_unix_server(self._serve, path=paths.socket_address(self.folder),
+                                                 limit=rpc.MAX_REQUEST)
         self._watch_owner(loop)
         self.state.update(supervisor=[os.getpid(), procs.start_time(os.getpid())], owner=self.owner,
                           nodes=len(self.runtime.nodes))

@@ -1,0 +1,247 @@
+"""Blast radius: send traffic, break one part of the lab, send traffic again, restore, and say
+which calls stopped working, from which pods and nodes.
+
+Calls are read from the traces (docs/internals.md): in each chain, an app hop followed by
+another app hop is a call that reached its callee; an error hop ends a call that failed, and it
+is charged to the call that failed first (the deepest one), so a caller whose callee failed
+further down still counts as connected. Each call is counted once per chain it appears in,
+which is once per request for the shop's shape (no service fans out below the frontend).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from .backends.base import MeshlabError
+from .traffic import TrafficResult
+
+KILL_KEYS = ("proxy", "node", "pod")
+
+
+@dataclass
+class Row:
+    """Calls from one caller pod to one callee service, before and after the kill."""
+
+    caller: str
+    pod: str
+    node: str
+    callee: str
+    before_calls: int = 0
+    before_failed: int = 0
+    after_calls: int = 0
+    after_failed: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def chain_calls(hops: list[dict]) -> list[tuple[dict, str, bool]]:
+    """(caller app hop, callee service, ok) for every call in one trace chain."""
+    calls: list[list] = []
+    last_app = None
+    for hop in hops:
+        kind = hop.get("kind")
+        if kind == "app":
+            if last_app is not None:
+                calls.append([last_app, hop.get("service", "?"), True])
+            last_app = hop
+        elif kind == "error" and last_app is not None:
+            target = hop.get("target") or hop.get("name") or "?"
+            if calls and calls[-1][1] == target and last_app.get("service") == target:
+                calls[-1][2] = False  # the callee answered, with an error of its own
+            else:
+                calls.append([last_app, target, False])
+    return [tuple(c) for c in calls]
+
+
+def tally(result: TrafficResult) -> dict[tuple, list[int]]:
+    """(caller, pod, node, callee) -> [calls, failed] over every chain of a traffic result."""
+    out: dict[tuple, list[int]] = {}
+    for path in result.paths:
+        for caller, callee, ok in chain_calls(path["hops"]):
+            key = (caller.get("service", "?"), caller.get("pod") or caller.get("name", "?"), caller.get("node", "?"), callee)
+            entry = out.setdefault(key, [0, 0])
+            entry[0] += path["count"]
+            entry[1] += 0 if ok else path["count"]
+    return out
+
+
+def rows_of(before: TrafficResult, after: TrafficResult) -> list[Row]:
+    """One row per caller pod and callee service seen in either run."""
+    b, a = tally(before), tally(after)
+    rows = []
+    for key in sorted(set(b) | set(a), key=lambda k: (k[2], k[0], k[1], k[3])):
+        rows.append(Row(*key, *b.get(key, [0, 0]), *a.get(key, [0, 0])))
+    return rows
+
+
+@dataclass
+class BlastRadius:
+    """What one failure broke: a table of calls before/after, who lost connectivity, and a verdict."""
+
+    kill: dict
+    killed: list[str]
+    scope: str  # node | pod | layer: what kind of part was killed
+    killed_pods: dict[str, str]  # pod -> node, of the parts killed
+    killed_services: list[str]
+    before: TrafficResult
+    after: TrafficResult
+    rows: list[Row] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.rows:
+            self.rows = rows_of(self.before, self.after)
+
+    # ---- findings ------------------------------------------------------------------------
+    @property
+    def calls_after(self) -> int:
+        return sum(r.after_calls for r in self.rows)
+
+    @property
+    def failed_after(self) -> int:
+        return sum(r.after_failed for r in self.rows)
+
+    @property
+    def lost_pods(self) -> list[str]:
+        """Caller pods that made calls after the kill and had every one of them fail."""
+        calls: dict[str, list[int]] = {}
+        for r in self.rows:
+            entry = calls.setdefault(r.pod, [0, 0])
+            entry[0] += r.after_calls
+            entry[1] += r.after_failed
+        return sorted(p for p, (n, failed) in calls.items() if n and failed == n)
+
+    @property
+    def lost_nodes(self) -> list[str]:
+        """Nodes whose pods made calls after the kill and had every one of them fail."""
+        calls: dict[str, list[int]] = {}
+        for r in self.rows:
+            entry = calls.setdefault(r.node, [0, 0])
+            entry[0] += r.after_calls
+            entry[1] += r.after_failed
+        return sorted(n for n, (total, failed) in calls.items() if total and failed == total)
+
+    @property
+    def verdict(self) -> str:
+        """One line: how far the failure reached."""
+        total, failed = self.calls_after, self.failed_after
+        if not total and self.after.requests and not self.after.ok:
+            return f"every request failed at the entry ({self.after.failed} of {self.after.requests}): " \
+                   "no east-west call was even made"
+        if not failed:
+            extra = f"; {self.after.failed} requests failed" if self.after.failed else ""
+            return f"nothing broke: all {total} east-west calls still succeeded{extra}"
+        failing = [r for r in self.rows if r.after_failed]
+        nodes = sorted({r.node for r in failing})
+        if self.scope == "node" and set(nodes) <= set(self.killed_pods.values()):
+            others = sum(r.after_calls for r in self.rows if r.node not in nodes)
+            tail = (f"calls from other nodes: {others}, all succeeded" if others else
+                    "no pod on another node was reached, since every request starts on these nodes")
+            return f"only calls from pods on {', '.join(nodes)} failed ({failed} of {total}); {tail}: " \
+                   f"blast radius = {'one node' if len(nodes) == 1 else f'{len(nodes)} nodes'}"
+        if self.scope == "pod" and all(r.callee in self.killed_services or r.pod in self.killed_pods for r in failing):
+            pods = ", ".join(self.killed_pods)
+            targets = ", ".join(sorted({r.callee for r in failing}))
+            return f"only calls to {targets} that were routed to {pods} failed ({failed} of {total}); " \
+                   f"everything else was unaffected: blast radius = {'one pod' if len(self.killed_pods) == 1 else 'those pods'}"
+        if failed == total:
+            return f"every east-west call failed ({failed} of {total}): blast radius = the whole mesh"
+        callers = ", ".join(sorted({r.caller for r in failing}))
+        callees = ", ".join(sorted({r.callee for r in failing}))
+        return f"{failed} of {total} east-west calls failed, from {callers} to {callees}"
+
+    # ---- output --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready summary."""
+        def run(r: TrafficResult) -> dict:
+            return {"requests": r.requests, "ok": r.ok, "failed": r.failed, "success_rate": r.success_rate,
+                    "latency_ms": dict(r.latency_ms), "calls": r.calls}
+        return {"kill": dict(self.kill), "killed": list(self.killed), "scope": self.scope, "verdict": self.verdict,
+                "lost_pods": self.lost_pods, "lost_nodes": self.lost_nodes, "rows": [r.to_dict() for r in self.rows],
+                "before": run(self.before), "after": run(self.after)}
+
+    def _header(self) -> list[str]:
+        return [f"killed: {', '.join(self.killed) or 'nothing'}",
+                f"requests ok: before {self.before.ok}/{self.before.requests}, after {self.after.ok}/{self.after.requests}",
+                f"lost connectivity: pods {', '.join(self.lost_pods) or 'none'}; nodes {', '.join(self.lost_nodes) or 'none'}"]
+
+    def __str__(self) -> str:
+        head = ("caller", "pod", "node", "callee", "failed before", "failed after")
+        body = [(r.caller, r.pod, r.node, r.callee, f"{r.before_failed}/{r.before_calls}",
+                 f"{r.after_failed}/{r.after_calls}") for r in self.rows]
+        widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+        lines = [self.verdict] + self._header() + ["  ".join(str(v).ljust(w) for v, w in zip(head, widths))]
+        lines += ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)) for row in body]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        cells = "".join(
+            f"<tr style='{'background:#fde2e1' if r.after_failed else ''}'><td>{esc(r.caller)}</td>"
+            f"<td>{esc(r.pod)}</td><td>{esc(r.node)}</td><td>{esc(r.callee)}</td>"
+            f"<td style='text-align:right'>{r.before_failed}/{r.before_calls}</td>"
+            f"<td style='text-align:right'>{r.after_failed}/{r.after_calls}</td></tr>" for r in self.rows)
+        return (f"<p><b>{esc(self.verdict)}</b><br>" + "<br>".join(esc(x) for x in self._header()) + "</p>"
+                "<table><tr><th>caller</th><th>pod</th><th>node</th><th>callee</th>"
+                f"<th>failed before</th><th>failed after</th></tr>{cells}</table>")
+
+
+def kill_targets(lab, kill: dict) -> list[dict]:
+    """The lab.kill() calls that carry out `kill`: a pod, a node, or proxies (by name or role,
+    optionally only on one node or in one pod: dict(proxy='node', node='node-2'))."""
+    unknown = set(kill) - set(KILL_KEYS)
+    if unknown or not kill:
+        raise MeshlabError(f"blast_radius cannot kill {kill!r}",
+                           "use kill=dict(proxy='router'), dict(node='node-2'), dict(pod='reviews-v2') "
+                           "or dict(proxy='node', node='node-2')")
+    proxy, node, pod = kill.get("proxy"), kill.get("node"), kill.get("pod")
+    if not proxy:
+        if node and pod:
+            raise MeshlabError("kill one of node= or pod=, not both", "e.g. kill=dict(pod='reviews-v2')")
+        return [{"node": node}] if node else [{"pod": pod}]
+    proxies = [p for p in lab.proxies() if proxy in (p.name, p.role)]
+    if node:
+        proxies = [p for p in proxies if p.node == node]
+    if pod:
+        proxies = [p for p in proxies if p.pod == pod or p.pod.startswith(f"{pod}-")][:1]
+    if not proxies:
+        where = f" on {node}" if node else f" in pod {pod}" if pod else ""
+        raise MeshlabError(f"no proxy {proxy}{where}", "see lab.proxies() for names, roles and nodes")
+    return [{"proxy": p.name} for p in proxies]
+
+
+def measure(lab, kill: dict, n: int = 200, concurrency: int = 4, wait: float = 60.0) -> BlastRadius:
+    """Traffic before, kill, traffic after, restore (always); return what broke."""
+    from .settle import settle
+
+    targets = kill_targets(lab, kill)
+    pods = {p.name: p for p in lab.pods()}
+    roles = {p.name: p.role for p in lab.proxies()}
+    before = lab.traffic(n=n, concurrency=concurrency)
+    killed: list[str] = []
+    try:
+        for target in targets:
+            killed += lab.kill(**target)
+        after = lab.traffic(n=n, concurrency=concurrency)
+    finally:
+        lab.restore()
+        lab.backend.wait_ready(timeout=wait)
+        settle(lab)
+    killed_pods = {k.split("/")[0]: pods[k.split("/")[0]].node for k in killed if k.split("/")[0] in pods}
+    services = sorted({pods[p].service for p in killed_pods if pods[p].service and pods[p].labels.get("version")})
+    return BlastRadius(dict(kill), killed, _scope(kill, targets, roles), killed_pods, services, before, after)
+
+
+def _scope(kill: dict, targets: list[dict], roles: dict[str, str]) -> str:
+    """What kind of part was killed: a node (or node proxies), a pod (or sidecars), or a layer."""
+    if kill.get("node") and not kill.get("proxy"):
+        return "node"
+    if kill.get("pod") and not kill.get("proxy"):
+        return "pod"
+    killed_roles = {roles.get(t["proxy"]) for t in targets}
+    if killed_roles == {"node"}:
+        return "node"
+    if killed_roles == {"sidecar"}:
+        return "pod"
+    return "layer"

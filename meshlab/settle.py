@@ -1,0 +1,93 @@
+"""Wait until a lab answers end to end, or until its proxies run a given config (Envoy admin API)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def answers(url: str, timeout: float = 3.0) -> bool:
+    """True when one GET of url is answered 2xx."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_serving(url: str, timeout: float = 15.0, streak: int = 5) -> bool:
+    """Poll url until `streak` requests in a row succeed; False (no error) if that never happens."""
+    if not url:
+        return False
+    deadline, good = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        good = good + 1 if answers(url) else 0
+        if good >= streak:
+            return True
+        if not good:
+            time.sleep(0.1)
+    return False
+
+
+def empty_clusters(admin_url: str, timeout: float = 3.0) -> list[str] | None:
+    """Names of one Envoy's clusters that have no host yet (None when it does not answer)."""
+    try:
+        with _DIRECT.open(f"{admin_url}/clusters?format=json", timeout=timeout) as response:
+            statuses = json.loads(response.read()).get("cluster_statuses") or []
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return [c.get("name", "?") for c in statuses if not c.get("host_statuses")]
+
+
+def wait_endpoints(lab, timeout: float = 15.0) -> bool:
+    """Wait until every running proxy of the lab has at least one host in each of its clusters."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [p for p in lab.proxies() if p.admin_url and p.state == "running" and empty_clusters(p.admin_url) != []]
+        if not pending:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def settle(lab, timeout: float = 15.0) -> bool:
+    """Proxies know their upstreams, then the entry answers: what 'up' means to a learner."""
+    started = time.monotonic()
+    found = wait_endpoints(lab, timeout)
+    return wait_serving(lab.url, max(1.0, timeout - (time.monotonic() - started))) and found
+
+
+def active_config(admin_url: str, timeout: float = 3.0) -> str:
+    """One Envoy's active listeners and clusters as JSON text (draining ones left out; '' if no answer)."""
+    try:
+        with _DIRECT.open(f"{admin_url}/config_dump", timeout=timeout) as response:
+            configs = json.loads(response.read()).get("configs") or []
+    except (urllib.error.URLError, OSError, ValueError):
+        return ""
+    active = []
+    for config in configs:
+        active += [item.get("active_state") for item in config.get("dynamic_listeners") or []]
+        active += config.get("dynamic_active_clusters") or []
+        active += (config.get("static_listeners") or []) + (config.get("static_clusters") or [])
+    return json.dumps(active)
+
+
+def wait_config(lab, has: str | None = None, lacks: str | None = None, role: str | None = None,
+                pod: str | None = None, timeout: float = 15.0) -> bool:
+    """Wait until every matching proxy (by role, or pod name/prefix) has reloaded a config that contains
+    `has` and not `lacks` (text of its /config_dump, e.g. '"weight": 80'); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proxies = [p for p in lab.proxies() if (role is None or p.role == role) and p.admin_url
+                   and (pod is None or p.pod == pod or p.pod.startswith(f"{pod}-"))]
+        dumps = [active_config(p.admin_url) for p in proxies]
+        if dumps and all(d and (has is None or has in d) and (lacks is None or lacks not in d) for d in dumps):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

@@ -1,0 +1,159 @@
+"""Readable Envoy config for the proxies of stages 2-4 (router, node proxy, sidecar): pure builders."""
+
+from __future__ import annotations
+
+import yaml
+
+from . import shop
+
+ENVOY_IMAGE = "envoyproxy/envoy:v1.36-latest"
+ADMIN_PORT = 15000
+CONFIG_DIR = "/etc/envoy"
+TRACE_HEADER = "x-meshlab-trace"
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+DNS_CLUSTER = "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster"
+PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+ROUTE_TIMEOUT = "3s"
+RETRY_ON = "5xx,connect-failure"
+
+
+def versions() -> dict[str, list[str]]:
+    """Every service of the shop and its versions, in the shop's order."""
+    out: dict[str, list[str]] = {}
+    for service, version, _, _ in shop.SHOP:
+        out.setdefault(service, []).append(version)
+    return out
+
+
+def trace_hop(role: str, **extra: str) -> dict:
+    """`request_headers_to_add` entry stamping this proxy's hop (docs/internals.md, trace protocol)."""
+    pairs = [f"kind=proxy;role={role}", "name=%ENVIRONMENT(POD_NAME)%", "node=%ENVIRONMENT(NODE_NAME)%"]
+    pairs += [f"{k}={v}" for k, v in extra.items()]
+    return {"header": {"key": TRACE_HEADER, "value": ";".join(pairs)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
+
+
+def retry_policy(retries: int) -> dict:
+    """Retry 5xx answers and failed connections, each retry on another pod."""
+    return {"retry_on": RETRY_ON, "num_retries": retries,
+            "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                      "typed_config": {"@type": PREVIOUS_HOSTS}}],
+            "host_selection_retry_max_attempts": 3}
+
+
+def route_action(service: str, retries: int = 0, timeout: str = ROUTE_TIMEOUT, weights: dict | None = None) -> dict:
+    """Route to a service's version clusters: one version directly, several by weight."""
+    names = versions()[service]
+    weights = weights or {v: 1 for v in names}
+    action: dict = {}
+    if len(names) == 1:
+        action["cluster"] = f"{service}-{names[0]}"
+    else:
+        action["weighted_clusters"] = {"clusters": [{"name": f"{service}-{v}", "weight": int(w)}
+                                                    for v, w in weights.items()]}
+    action["timeout"] = timeout
+    if retries:
+        action["retry_policy"] = retry_policy(retries)
+    return action
+
+
+def service_hosts(retries: int = 0, weights: dict | None = None) -> list[dict]:
+    """One virtual host per service, matched by the Host the app called (`ratings`, `ratings.default...`)."""
+    hosts = [{"name": service, "domains": [service, f"{service}.*"],
+              "routes": [{"match": {"prefix": "/"},
+                          "route": route_action(service, retries, weights=(weights or {}).get(service))}]}
+             for service in versions()]
+    hosts.append({"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {
+        "status": 404, "body": {"inline_string": "no virtual host for this Host header"}}}]})
+    return hosts
+
+
+def http_listener(name: str, port: int, role: str, virtual_hosts: list[dict], **hop: str) -> dict:
+    """A listener on 0.0.0.0:port that stamps the trace and routes by Host (ports ignored)."""
+    return {"@type": LISTENER, "name": name,
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": HCM, "stat_prefix": name, "strip_any_host_port": True,
+                "http_protocol_options": {"allow_absolute_url": True},  # apps send proxy-style requests
+                "route_config": {"name": name, "request_headers_to_add": [trace_hop(role, **hop)],
+                                 "virtual_hosts": virtual_hosts},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}}]}]}
+
+
+def dns_cluster(name: str, host: str, port: int) -> dict:
+    """A cluster of every address a (headless) Service name resolves to (strict DNS), re-resolved every second."""
+    return {"@type": CLUSTER, "name": name, "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
+            "cluster_type": {"name": "envoy.cluster.dns", "typed_config": {
+                "@type": DNS_CLUSTER, "dns_refresh_rate": "1s", "dns_lookup_family": "V4_ONLY"}},
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
+
+
+def static_cluster(name: str, address: str, port: int) -> dict:
+    """A cluster of one fixed address (a sidecar's own app)."""
+    return {"@type": CLUSTER, "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}]}]}}
+
+
+def version_clusters(port: int) -> list[dict]:
+    """One cluster per service version, e.g. `reviews-v2` -> the pods of headless Service reviews-v2."""
+    return [dns_cluster(f"{s}-{v}", f"{s}-{v}", port) for s, vs in versions().items() for v in vs]
+
+
+def bootstrap(node_id: str) -> dict:
+    """Admin on :15000; listeners and clusters from lds.yaml/cds.yaml, reloaded when the folder changes."""
+    def source(name):
+        return {"path_config_source": {"path": f"{CONFIG_DIR}/{name}.yaml", "watched_directory": {"path": CONFIG_DIR}},
+                "resource_api_version": "V3"}
+    return {"node": {"id": node_id, "cluster": node_id},
+            "admin": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": ADMIN_PORT}}},
+            "dynamic_resources": {"lds_config": source("lds"), "cds_config": source("cds")}}
+
+
+def dump(data, comment: str = "") -> str:
+    """YAML a learner can read and edit, with an optional comment on top."""
+    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
+    return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+
+
+def config_map(name: str, node_id: str, listeners: list[dict], clusters: list[dict], what: str,
+               namespace: str = "default") -> dict:
+    """A ConfigMap with envoy.yaml (bootstrap), lds.yaml (listeners) and cds.yaml (clusters)."""
+    reload = f"Edit and apply again: running Envoys reload this file from {CONFIG_DIR} without a restart."
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": {"envoy.yaml": dump(bootstrap(node_id), f"Bootstrap of {what}: admin API, then listeners and "
+                                        f"clusters from the two files beside it.\nChanges here need a restart."),
+                     "lds.yaml": dump({"resources": listeners}, f"Listeners of {what}.\n{reload}"),
+                     "cds.yaml": dump({"resources": clusters}, f"Clusters of {what}: one per service version.\n{reload}")}}
+
+
+def envoy_container(ports: list[dict], concurrency: int = 1, name: str = "envoy") -> dict:
+    """An Envoy container reading /etc/envoy/envoy.yaml, with its identity from the downward API."""
+    return {"name": name, "image": ENVOY_IMAGE,
+            "args": ["-c", f"{CONFIG_DIR}/envoy.yaml", "--concurrency", str(concurrency), "-l", "warning"],
+            "env": [shop.field_env("POD_NAME", "metadata.name"), shop.field_env("NODE_NAME", "spec.nodeName")],
+            "ports": ports + [{"containerPort": ADMIN_PORT, "name": f"{name}-admin"[:15]}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": ADMIN_PORT}, "periodSeconds": 1},
+            "volumeMounts": [{"name": f"{name}-config", "mountPath": CONFIG_DIR, "readOnly": True}]}
+
+
+def config_volume(configmap: str, name: str = "envoy") -> dict:
+    """The volume that shows an Envoy ConfigMap."""
+    return {"name": f"{name}-config", "configMap": {"name": configmap}}
+
+
+def version_services(port: int = shop.APP_PORT, target=shop.APP_PORT, namespace: str = "default") -> list[dict]:
+    """A headless Service per service version (`reviews-v2`): DNS returns its ready pods' IPs, so a
+    proxy balances (and retries) per request across pods, not per connection to a ClusterIP."""
+    out = []
+    for service, names in versions().items():
+        for version in names:
+            labels = {"app": service, "version": version}
+            out.append({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": f"{service}-{version}", "namespace": namespace, "labels": labels},
+                        "spec": {"clusterIP": "None", "selector": labels,
+                                 "ports": [{"name": "http", "port": port, "targetPort": target}]}})
+    return out

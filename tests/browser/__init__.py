@@ -1,0 +1,1 @@
+"""The real-browser test (a package, so its conftest never shadows tests/conftest.py as `conftest`)."""

@@ -1,0 +1,159 @@
+"""The manifests of stages 0-4: valid Kubernetes, inside the local subset, wired the way each stage
+says (who proxies what), and Envoy configs that Envoy itself accepts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import yaml
+
+from meshlab import manifests, stages
+from meshlab.backends.local import envoy_patch, kinds
+from meshlab.stages import envoyconf, pernode, router, shop, sidecar
+
+STAGES = [0, 1, 2, 3, 4]
+
+
+def of_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs, kind, name):
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def app_deployments(docs):
+    return [d for d in of_kind(docs, "Deployment") if "version" in d["spec"]["template"]["metadata"]["labels"]]
+
+
+def containers(doc):
+    return doc["spec"]["template"]["spec"]["containers"]
+
+
+def env(container) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+
+
+def envoy_configmaps(docs):
+    return [d for d in of_kind(docs, "ConfigMap") if "envoy.yaml" in d["data"]]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_is_registered_valid_and_runs_locally(stage):
+    assert stage in stages.deployable()
+    docs = stages.documents(stage)
+    manifests.validate(docs, f"stage {stage}")
+    for doc in docs:
+        kinds.check_supported(doc, f"stage {stage}")
+    assert manifests.load(stages.yaml_text(stage)) == docs  # the YAML a learner reads is what runs
+    assert len({(d["kind"], d["metadata"]["name"]) for d in docs}) == len(docs)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_shop_is_in_every_stage(stage):
+    docs = stages.documents(stage)
+    assert sorted(d["metadata"]["name"] for d in app_deployments(docs)) == sorted(f"{s}-{v}" for s, v, _, _ in shop.SHOP)
+    assert {"frontend", "catalog", "reviews", "ratings"} <= {d["metadata"]["name"] for d in of_kind(docs, "Service")}
+    assert bool(of_kind(docs, "Ingress")) == (stage >= 1)
+
+
+@pytest.mark.parametrize("stage, proxy", [(0, None), (1, None), (2, "http://router:8080"),
+                                          (3, "http://$(HOST_IP):15001"), (4, "http://127.0.0.1:15001")])
+def test_apps_send_east_west_calls_to_the_stages_proxy(stage, proxy):
+    for dep in app_deployments(stages.documents(stage)):
+        app = containers(dep)[0]
+        assert env(app).get("HTTP_PROXY") == proxy
+        names = [e["name"] for e in app["env"]]
+        if stage == 3:  # $(HOST_IP) must be defined before it is used
+            assert env(app)["HOST_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+            assert names.index("HOST_IP") < names.index("HTTP_PROXY")
+
+
+def test_stage2_router_layer():
+    docs = stages.documents(2)
+    dep = named(docs, "Deployment", "router")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "router"
+    assert containers(dep)[0]["image"] == "envoyproxy/envoy:v1.36-latest"
+    assert named(docs, "Service", "router")["spec"]["ports"][0]["port"] == 8080
+    listener = yaml.safe_load(named(docs, "ConfigMap", "router-envoy")["data"]["lds.yaml"])["resources"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["strip_any_host_port"] is True
+    assert "role=router" in hcm["route_config"]["request_headers_to_add"][0]["header"]["value"]
+    ratings = next(v for v in hcm["route_config"]["virtual_hosts"] if v["name"] == "ratings")
+    policy = ratings["routes"][0]["route"]["retry_policy"]
+    assert (policy["retry_on"], policy["num_retries"]) == ("5xx,connect-failure", 2)
+    assert ratings["routes"][0]["route"]["timeout"]
+
+
+def test_router_config_without_retries_or_with_a_split():
+    lds = yaml.safe_load(router.config_map(retries=0, weights={"reviews": {"v1": 80, "v2": 20, "v3": 0}})
+                         ["data"]["lds.yaml"])
+    assert "retry_policy" not in str(lds)
+    assert "'weight': 80" in str(lds) and "'weight': 0" in str(lds)
+
+
+def test_stage3_node_proxy_daemonset():
+    docs = stages.documents(3)
+    ds = named(docs, "DaemonSet", "node-proxy")
+    assert ds["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "node"
+    port = containers(ds)[0]["ports"][0]
+    assert port["containerPort"] == port["hostPort"] == pernode.PORT == 15001
+    assert "role=node" in named(docs, "ConfigMap", "node-proxy-envoy")["data"]["lds.yaml"]
+    assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "router"]
+
+
+def test_stage4_every_app_pod_has_a_sidecar_with_its_own_config():
+    docs = stages.documents(4)
+    deps = app_deployments(docs)
+    for dep in deps:
+        app, proxy = containers(dep)
+        assert proxy["image"].startswith("envoyproxy/envoy") and app["image"].startswith("python")
+        assert {p["containerPort"] for p in proxy["ports"]} >= {15006, 15001}
+        volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "envoy-config")
+        assert volume["configMap"]["name"] == f"sidecar-{dep['metadata']['name']}"
+    assert len(envoy_configmaps(docs)) == len(deps)  # N configs, one per service version
+    for svc in ("frontend", "catalog", "reviews", "ratings"):
+        assert named(docs, "Service", svc)["spec"]["ports"][0]["targetPort"] == sidecar.INBOUND_PORT
+
+
+def test_stage4_sidecar_config_inbound_outbound_and_hot_reload():
+    data = sidecar.config_map("reviews", "v2")["data"]
+    boot = yaml.safe_load(data["envoy.yaml"])
+    for key in ("lds_config", "cds_config"):
+        assert boot["dynamic_resources"][key]["path_config_source"]["watched_directory"]["path"] == "/etc/envoy"
+    listeners = {l["name"]: l for l in yaml.safe_load(data["lds.yaml"])["resources"]}
+    assert listeners["inbound"]["address"]["socket_address"]["port_value"] == 15006
+    assert listeners["outbound"]["address"]["socket_address"]["port_value"] == 15001
+    assert "dir=in" in str(listeners["inbound"]) and "dir=out" in str(listeners["outbound"])
+    clusters = {c["name"]: c for c in yaml.safe_load(data["cds.yaml"])["resources"]}
+    assert clusters["app"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == \
+        {"socket_address": {"address": "127.0.0.1", "port_value": 9080}}
+    assert {"reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1"} <= set(clusters)
+    port = clusters["reviews-v1"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert port["socket_address"] == {"address": "reviews-v1", "port_value": 15006}
+
+
+@pytest.mark.parametrize("stage", [2, 3, 4])
+def test_per_version_headless_services_back_the_version_clusters(stage):
+    docs = stages.documents(stage)
+    headless = {d["metadata"]["name"]: d for d in of_kind(docs, "Service") if d["spec"].get("clusterIP") == "None"}
+    assert set(headless) == {f"{s}-{v}" for s, v, _, _ in shop.SHOP}
+    assert headless["reviews-v2"]["spec"]["selector"] == {"app": "reviews", "version": "v2"}
+
+
+@pytest.mark.parametrize("configmap", [router.config_map(), pernode.config_map()]
+                         + [sidecar.config_map(s, v) for s, vs in envoyconf.versions().items() for v in vs],
+                         ids=lambda cm: cm["metadata"]["name"])
+def test_envoy_accepts_every_proxy_config(configmap, tmp_path):
+    validate = pytest.importorskip("meshlab.envoy.validate")
+    try:
+        from meshlab.envoy.binary import find
+        find()
+    except Exception:
+        pytest.skip("no Envoy binary")
+    for name, text in configmap["data"].items():
+        (tmp_path / name).write_text(text)
+    boot = envoy_patch.patch_paths(yaml.safe_load(configmap["data"]["envoy.yaml"]), {"/etc/envoy": str(tmp_path)})
+    assert asyncio.run(validate.check(boot)) is None
