@@ -142,10 +142,17 @@ def cmd_reset(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors in one line with a hint, not the whole usage text."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (hint: run '{self.prog} --help')\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
-    p = argparse.ArgumentParser(prog="meshlab", description="Build a service mesh, stage by stage, for real.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = OneLineParser(prog="meshlab", description="Build a service mesh, stage by stage, for real.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     def lab_args(sp, backend=False):
         sp.add_argument("--lab", default=os.environ.get("MESHLAB_LAB", "default"), help="lab name (default: default)")

@@ -51,8 +51,9 @@ def validate(docs: list[dict], source: str = "<yaml>") -> None:
             raise MeshlabError(f"{source}: {ref(doc)}: {path}: {exc.message}",
                                "compare with the Kubernetes API reference for this kind") from None
         except kubernetes_validate.SchemaNotFoundError:
-            raise MeshlabError(f"{source}: {ref(doc)}: unknown apiVersion/kind {doc.get('apiVersion')}/{doc.get('kind')}",
-                               "check apiVersion and kind spelling") from None
+            raise MeshlabError(f"{source}: {ref(doc)}: {doc.get('apiVersion')}/{doc.get('kind')} is not a built-in Kubernetes kind",
+                               "check the spelling of apiVersion and kind; custom resources (e.g. Gateway API) "
+                               "need a cluster with their CRDs: use --backend kind") from None
 
 
 def dump(docs: list[dict]) -> str:

@@ -174,11 +174,13 @@ class LiveView(widgets.VBox):
         keep_kill, keep_service = self.kill_target.value, self.inject_service.value
         options = kill_options(topo)
         self.kill_target.options = options
-        if keep_kill in [v for _, v in options]:
-            self.kill_target.value = keep_kill
-        self.inject_service.options = list(topo.services)
-        if keep_service in topo.services:
-            self.inject_service.value = keep_service
+        values = [v for _, v in options]
+        if values:  # a choice is always made, so the buttons work at once
+            self.kill_target.value = keep_kill if keep_kill in values else values[0]
+        services = list(topo.services)
+        self.inject_service.options = services
+        if services:
+            self.inject_service.value = keep_service if keep_service in services else services[0]
 
     def _set_busy(self, busy: bool, label: str = "") -> None:
         """Disable every control while an action runs."""

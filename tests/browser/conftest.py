@@ -342,6 +342,8 @@ def browser(chromium_path):
 @pytest.fixture
 def page(browser, jupyter, request):
     """A fresh browser context and page; a screenshot when the test failed; kernels shut down after."""
+    failed_shot = SCREENSHOTS / f"FAILED-{request.node.name}.png"
+    failed_shot.unlink(missing_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -352,7 +354,7 @@ def page(browser, jupyter, request):
         if report is not None and report.failed:
             try:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOTS / f"FAILED-{request.node.name}.png"))
+                page.screenshot(path=str(failed_shot))
             except Exception:
                 pass
         context.close()

@@ -163,7 +163,6 @@ def test_usage_errors_exit_2_and_end_with_the_error(case):
     assert expected in run.stderr.splitlines()[-1] and "error:" in run.stderr.splitlines()[-1]
 
 
-@pytest.mark.xfail(strict=False, reason="argparse prints its usage lines before the one-line error (cli.py)")
 def test_usage_errors_are_one_line():
     for argv, expected in USAGE_ERRORS.values():
         check_bad(argv, expected)

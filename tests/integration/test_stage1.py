@@ -77,11 +77,19 @@ def test_killed_pod_never_appears_and_restore_brings_it_back(lab):
         assert result.ok == 100, str(result)  # the other ratings pod serves every call
         assert pod not in app_pods(result)
         assert any(h["service"] == "ratings" for h in app_hops(result))
+        second = lab.kill(pod="ratings")[0].split("/")[0]  # now ratings has no pod left
+        assert second != pod
+        result = lab.traffic(n=100)
+        assert not any(h["service"] == "ratings" for h in app_hops(result))
+        assert result.calls["reviews->ratings"]["failed"] == result.calls["reviews->ratings"]["total"] > 0
+        assert result.calls["frontend->catalog"]["failed"] == 0  # the rest of the shop is untouched
+        errors = [h for p in result.paths for h in p["hops"] if h["kind"] == "error"]
+        assert errors and {h["name"] for h in errors} == {"ratings"}  # the trace says where it broke
     finally:
         lab.restore()  # returns once the pods serve again
     after = lab.traffic(n=100)
     assert after.ok == 100, str(after)
-    assert pod in app_pods(after)  # round robin over both ratings pods again
+    assert {pod, second} <= app_pods(after)  # round robin over both ratings pods again
 
 
 def test_killed_pod_leaves_its_service_within_2s(lab):

@@ -76,6 +76,16 @@ def materialize(doc: dict, container: dict, configmaps: dict, folder: Path, pod_
     return envoy_patch.patch_bootstrap(bootstrap, pod_ip, mounts, dns)
 
 
+def _label(doc: dict, container: dict, docs: list[dict]) -> str:
+    """Name what the learner changed: the applied ConfigMap the proxy reads, else the workload."""
+    spec = doc["spec"]["template"].get("spec") or {}
+    mounted = {v["configMap"]["name"] for v in spec.get("volumes") or [] if v.get("configMap")
+               and any(m["name"] == v["name"] for m in container.get("volumeMounts") or [])}
+    applied = [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] in mounted]
+    where = f"{doc['kind']}/{doc['metadata']['name']} container {container['name']}"
+    return f"ConfigMap/{applied[0]} (read by {where})" if applied else where
+
+
 async def check(objects: dict, docs: list[dict], octet: int, dns, source: str) -> None:
     """Raise a one-line MeshlabError when a proxy would reject its config after these docs land."""
     overlay = dict(objects)
@@ -91,7 +101,7 @@ async def check(objects: dict, docs: list[dict], octet: int, dns, source: str) -
             bootstrap = materialize(doc, container, configmaps, Path(tmp) / str(index), f"127.{octet}.0.3", dns)
             if bootstrap is not None:
                 jobs.append(validate.check(bootstrap))
-                labels.append(f"{doc['kind']}/{doc['metadata']['name']} container {container['name']}")
+                labels.append(_label(doc, container, docs))
         for label, problem in zip(labels, await asyncio.gather(*jobs)):
             if problem:
-                raise MeshlabError(f"{source}: Envoy config of {label} is invalid: {problem}", HINT)
+                raise MeshlabError(f"{source}: Envoy config in {label} is invalid: {problem}", HINT)
