@@ -83,9 +83,10 @@ def listener(entry_ip: str, ingresses: list[dict]) -> dict:
     return {
         "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
         "name": "edge", "address": {"socket_address": {"address": entry_ip, "port_value": EDGE_PORT}},
+        "enable_reuse_port": False,  # a second Envoy on the same address must fail, not share the traffic
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": HCM, "stat_prefix": "edge", "strip_any_host_port": True,
-            "route_config": {"name": "edge", "virtual_hosts": virtual_hosts(ingresses),
+            "route_config": {"name": "edge", "virtual_hosts": virtual_hosts(ingresses), "validate_clusters": False,
                              "request_headers_to_add": [{"header": {"key": "x-meshlab-trace", "value": TRACE_HOP},
                                                          "append_action": "APPEND_IF_EXISTS_OR_ADD"}]},
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}}]}],

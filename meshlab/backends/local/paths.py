@@ -64,10 +64,42 @@ def allocate_octet(name: str) -> int:
     raise MeshlabError("no free address block for another lab", "run 'meshlab down --all' to remove old labs")
 
 
+def blocks_dir() -> Path:
+    """Machine-wide claims on address blocks, shared by every state root and user of this machine."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "meshlab-address-blocks"
+    folder.mkdir(exist_ok=True)
+    try:
+        folder.chmod(0o1777)  # like /tmp: anyone may claim, nobody may remove another's claim
+    except PermissionError:
+        pass
+    return folder
+
+
+def claim_block(octet: int):
+    """Hold a lock on the block for as long as the returned file stays open; None if someone holds it."""
+    path = blocks_dir() / f"127.{octet}.lock"
+    try:
+        handle = open(path, "a")
+    except PermissionError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 def block_free(octet: int) -> bool:
-    """True when no one (a lab of another state root, another program) holds the block's DNS address."""
+    """True when no running lab (of any state root) claims the block, and its DNS address is free."""
     import socket
 
+    handle = claim_block(octet)
+    if handle is None:
+        return False
+    handle.close()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind((f"127.{octet}.0.2", 5353))

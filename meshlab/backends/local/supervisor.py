@@ -27,6 +27,10 @@ class Supervisor:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
+        self.claim = paths.claim_block(self.state["octet"])  # held until this process ends
+        if self.claim is None:
+            raise MeshlabError(f"address block 127.{self.state['octet']}.0.0/16: Address already in use",
+                               "another lab claimed it first")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stopping.set)
