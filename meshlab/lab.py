@@ -57,6 +57,9 @@ class Lab:
         """Remove everything this lab started; safe to call twice."""
         self.backend.down()
 
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, backend={self.backend_name!r}, stage={self.stage!r})"
+
     def __enter__(self) -> "Lab":
         return self
 
@@ -71,6 +74,7 @@ class Lab:
         refs = self._apply_docs(docs, source)
         if wait:
             self.backend.wait_ready(timeout=wait)
+            settle.wait_edge_config(self)  # an Ingress change is served when apply returns
         return refs
 
     def _apply_docs(self, docs: list[dict], source: str) -> list[str]:

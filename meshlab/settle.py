@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+from .envoy.admin import ERRORS, Admin
+
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -36,11 +38,9 @@ def wait_serving(url: str, timeout: float = 15.0, streak: int = 5) -> bool:
 def empty_clusters(admin_url: str, timeout: float = 3.0) -> list[str] | None:
     """Names of one Envoy's clusters that have no host yet (None when it does not answer)."""
     try:
-        with _DIRECT.open(f"{admin_url}/clusters?format=json", timeout=timeout) as response:
-            statuses = json.loads(response.read()).get("cluster_statuses") or []
-    except (urllib.error.URLError, OSError, ValueError):
+        return [name for name, hosts in Admin(admin_url, timeout).clusters().items() if not hosts]
+    except ERRORS:
         return None
-    return [c.get("name", "?") for c in statuses if not c.get("host_statuses")]
 
 
 def wait_endpoints(lab, timeout: float = 15.0) -> bool:
@@ -63,18 +63,32 @@ def settle(lab, timeout: float = 15.0) -> bool:
 
 
 def active_config(admin_url: str, timeout: float = 3.0) -> str:
-    """One Envoy's active listeners and clusters as JSON text (draining ones left out; '' if no answer)."""
+    """One Envoy's active listeners and clusters as JSON text ('' if it does not answer)."""
     try:
-        with _DIRECT.open(f"{admin_url}/config_dump", timeout=timeout) as response:
-            configs = json.loads(response.read()).get("configs") or []
-    except (urllib.error.URLError, OSError, ValueError):
+        return Admin(admin_url, timeout).active_config()
+    except ERRORS:
         return ""
-    active = []
-    for config in configs:
-        active += [item.get("active_state") for item in config.get("dynamic_listeners") or []]
-        active += config.get("dynamic_active_clusters") or []
-        active += (config.get("static_listeners") or []) + (config.get("static_clusters") or [])
-    return json.dumps(active)
+
+
+def wait_edge_config(lab, timeout: float = 5.0) -> bool:
+    """After an apply, wait until the edge runs the Ingress config the controller last wrote."""
+    edge = [p for p in lab.proxies() if p.role == "edge" and p.admin_url and p.state == "running"]
+    objects = getattr(lab.backend, "objects", None)
+    if not edge or objects is None:
+        return True
+    wanted = [json.loads(cm["data"]["lds.json"]).get("version_info") for cm in objects("ConfigMap")
+              if cm["metadata"]["name"] == "edge-envoy" and "lds.json" in cm.get("data", {})]
+    deadline = time.monotonic() + timeout
+    while wanted:
+        try:
+            if Admin(edge[0].admin_url).stats().get("listener_manager.lds.version_text") == wanted[0]:
+                return True
+        except ERRORS:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def wait_config(lab, has: str | None = None, lacks: str | None = None, role: str | None = None,

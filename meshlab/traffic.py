@@ -17,7 +17,7 @@ import aiohttp
 MAX_ERROR_SAMPLES = 5
 
 
-@dataclass
+@dataclass(repr=False)
 class TrafficResult:
     """What a batch of requests saw: counts, latency, statuses and the paths they took."""
 
@@ -56,6 +56,9 @@ class TrafficResult:
 
     def _versions_text(self, service: str) -> str:
         return ", ".join(f"{v} {n}" for v, n in sorted(self.versions[service].items()))
+
+    def __repr__(self) -> str:
+        return f"<TrafficResult {self._summary()}>"
 
     def __str__(self) -> str:
         lines = [self._summary(), f"statuses: {self._statuses_text()}"]

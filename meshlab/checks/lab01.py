@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Mapping
 
+from ..envoy.admin import Admin
 from .base import CheckResult, exercise, one_line
 
 LAB = "01-edge-proxy-lab"
@@ -57,9 +58,7 @@ def edge_admin_url(lab) -> str:
 
 def envoy_stats(admin_url: str, timeout: float = TIMEOUT) -> dict[str, int]:
     """Every counter and gauge of an Envoy, from its admin API (`/stats?format=json`)."""
-    with _OPENER.open(admin_url.rstrip("/") + "/stats?format=json", timeout=timeout) as response:
-        data = json.loads(response.read())
-    return {s["name"]: s["value"] for s in data.get("stats", []) if "value" in s}
+    return Admin(admin_url, timeout).stats()
 
 
 def stat_sum(stats: Mapping[str, int], suffix: str, contains: str = "") -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 EDGE_NAMESPACE = "meshlab-system"
@@ -127,10 +128,12 @@ def bootstrap() -> dict:
 def config_map(entry_ip: str, ingresses: list[dict], endpoints) -> dict:
     """The ConfigMap the edge pod mounts at /etc/envoy."""
     served = [i for i in ingresses if serves(i)]
+    lds, cds = [listener(entry_ip, served)], clusters(served, endpoints)
+    version = hashlib.sha1(json.dumps([lds, cds], sort_keys=True).encode()).hexdigest()[:12]  # lets a client see it loaded
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-envoy", "namespace": EDGE_NAMESPACE},
             "data": {"envoy.json": json.dumps(bootstrap(), indent=1),
-                     "lds.json": json.dumps({"resources": [listener(entry_ip, served)]}, indent=1),
-                     "cds.json": json.dumps({"resources": clusters(served, endpoints)}, indent=1)}}
+                     "lds.json": json.dumps({"version_info": version, "resources": lds}, indent=1),
+                     "cds.json": json.dumps({"version_info": version, "resources": cds}, indent=1)}}
 
 
 def deployment(node: str) -> dict:
