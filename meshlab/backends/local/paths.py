@@ -64,32 +64,21 @@ def allocate_octet(name: str) -> int:
     raise MeshlabError("no free address block for another lab", "run 'meshlab down --all' to remove old labs")
 
 
-def blocks_dir() -> Path:
-    """Machine-wide claims on address blocks, shared by every state root and user of this machine."""
-    import tempfile
-
-    folder = Path(tempfile.gettempdir()) / "meshlab-address-blocks"
-    folder.mkdir(exist_ok=True)
-    try:
-        folder.chmod(0o1777)  # like /tmp: anyone may claim, nobody may remove another's claim
-    except PermissionError:
-        pass
-    return folder
-
-
 def claim_block(octet: int):
-    """Hold a lock on the block for as long as the returned file stays open; None if someone holds it."""
-    path = blocks_dir() / f"127.{octet}.lock"
+    """Hold the block for as long as the returned socket stays open (None if someone holds it).
+
+    The claim is an abstract Unix socket name: machine-wide across state roots and users, gone
+    with the process that holds it, and no file is left behind.
+    """
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        handle = open(path, "a")
-    except PermissionError:
-        return None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sock.bind(f"\0meshlab-address-block-127.{octet}")
     except OSError:
-        handle.close()
+        sock.close()
         return None
-    return handle
+    return sock
 
 
 def block_free(octet: int) -> bool:
