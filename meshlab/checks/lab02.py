@@ -168,7 +168,8 @@ def stats_of(proxies) -> dict[str, int]:
         except Exception:
             continue
         for name, value in stats.items():
-            total[name] = total.get(name, 0) + value
+            if isinstance(value, int) and not isinstance(value, bool):  # counters and gauges, not text readouts
+                total[name] = total.get(name, 0) + value
     return total
 
 
@@ -197,7 +198,7 @@ def seconds(value: Any) -> float | None:
 def _measure(lab, role: str, n: int, concurrency: int) -> tuple[Any, dict, dict]:
     proxies = proxies_of(lab, role)
     before = stats_of(proxies)
-    result = lab.traffic(n=n, concurrency=concurrency)
+    result = lab.traffic(n=n, concurrency=concurrency, progress=False)
     return result, before, stats_of(proxies)
 
 
