@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("up", help="start a lab at a stage")
     lab_args(sp, backend=True)
     sp.add_argument("--stage", default="0", help="0/app, 1/edge, 2/router, 3/per-node, 4/sidecar")
-    sp.add_argument("--nodes", type=int, default=3)
+    sp.add_argument("--nodes", type=int, default=None, help="nodes to start (default: what the stage needs)")
     sp.set_defaults(func=cmd_up)
     sp = sub.add_parser("down", help="remove a lab (works after a crash)")
     lab_args(sp, backend=True)

@@ -28,7 +28,8 @@ def make_backend(name: str, lab: str, owned: bool = True, **options) -> Backend:
 class Lab:
     """A running lab: `with meshlab.Lab('lab1') as lab: lab.up(stage='edge'); lab.traffic()`."""
 
-    def __init__(self, name: str = "default", backend: str = "local", nodes: int = 3, owned: bool = True, **options):
+    def __init__(self, name: str = "default", backend: str = "local", nodes: int | None = None, owned: bool = True,
+                 **options):
         self.name, self.backend_name, self.node_count = name, backend, nodes
         self.backend = make_backend(backend, name, owned=owned, **options)
         self.stage: int | None = None
@@ -40,7 +41,7 @@ class Lab:
         number = stages.number(stage)
         docs = stages.documents(number)
         try:
-            self.backend.up(nodes=self.node_count)
+            self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
             self._apply_docs(docs, f"stage {number}")
             self.backend.wait_ready(timeout=wait)
             settle.settle(self)  # ready pods are not enough while proxies still resolve their upstreams

@@ -18,10 +18,11 @@ from .kubectl import (Kubectl, Runner, app_container, check, lab_objects, labels
 
 OWNED_LABEL = "meshlab.io/owned"
 FAULT_PATH = "/_meshlab/fault"
-# Run inside the app container (a stock python image): send stdin to the app's fault endpoint.
+# Run inside the app container (a stock python image): send stdin to the app's fault endpoint. `kubectl exec`
+# inherits the container's env, so HTTP_PROXY (stages 2-4) would send the call to the proxy: bypass it.
 FAULT_CLIENT = ("import sys, urllib.request as u; r = u.Request(sys.argv[1], data=sys.stdin.buffer.read() or None, "
                 "method=sys.argv[2], headers={'content-type': 'application/json'}); "
-                "print(u.urlopen(r, timeout=5).read().decode())")
+                "print(u.build_opener(u.ProxyHandler({})).open(r, timeout=5).read().decode())")
 KUBECTL_HINTS = {
     "Linux": "install kubectl: `sudo snap install kubectl --classic`, or see https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/",
     "Darwin": "install kubectl: `brew install kubectl` (see https://kubernetes.io/docs/tasks/tools/install-kubectl-macos/)",
@@ -221,14 +222,18 @@ class ClusterBackend(Backend):
         return [meta["name"]]
 
     def kill_proxy(self, name: str) -> list[str]:
-        """Kill every proxy called `name`, or every proxy of role `name` (edge, router, node, sidecar)."""
+        """Kill every proxy called `name`, or every proxy of role `name` (edge, router, node, sidecar);
+        returns `pod/container` of each, as the local backend does."""
         found = [p for p in self.pod_objects() if proxy_container(p)]
         chosen = [p for p in found if proxy_name(p) == name] or [p for p in found if proxy_container(p)[1] == name]
         if not chosen:
             raise MeshlabError(f"no proxy {name}", "see lab.proxies() for names, or give a role such as 'router'")
+        killed = []
         for pod in chosen:
-            self.kill_proxy_container(pod, proxy_container(pod)[0])
-        return [proxy_name(p) for p in chosen]
+            container = proxy_container(pod)[0]
+            self.kill_proxy_container(pod, container)
+            killed.append(f"{pod['metadata']['name']}/{container}")
+        return killed
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
         raise NotImplementedError

@@ -6,6 +6,16 @@ Kubernetes label meshlab.io/owned=true (kind's `labels` node field, which kind t
 holds the control-plane container's id. down() deletes a cluster only when the marker exists and the
 container id (or, before it was recorded, the node label) matches: never a cluster meshlab did not create.
 
+Shape: one control-plane node (the API server and the edge; kind taints it, so it runs no app pods) plus
+nodes-1 workers. `Lab.up` asks for `stages.nodes_for(stage, "kind")`: one worker, three in stage 3 (a node
+proxy each). up() reuses a cluster meshlab made when it has at least that many nodes (spare workers do no
+harm); a smaller one is deleted and created again in the new shape, since Lab.up deploys the whole stage
+anyway (objects applied by hand are lost, and the progress message says so).
+
+Images: apply() first pulls the images of the objects' pods into every node that runs pods (`crictl pull`
+inside the node container, once per image), with progress, so the first download of python and Envoy
+(minutes on a slow link) does not count against a rollout timeout (Lab.up waits 90 s).
+
 Ports: the control-plane node's containerPort 80 is published on 127.0.0.1:<free port> (extraPortMappings,
 listenAddress 127.0.0.1); Traefik binds hostPort 80 on that node, so the entrypoint is http://127.0.0.1:<port>.
 Before the lab has an Ingress (stage 0) the entrypoint is the frontend Service through a `kubectl port-forward`
@@ -15,9 +25,14 @@ Faults on kind:
 - kill(pod=...) force-deletes the pod; its ReplicaSet replaces it at once (see ClusterBackend.kill_pod).
 - kill(node=...) is `docker stop <node container>`; restore() `docker start`s it and waits for Ready.
   The control-plane node is refused (it runs the API server and the edge).
-- kill(proxy=...) freezes the proxy: SIGSTOP, from inside the node container, to the proxy container's
-  main process (pid from `crictl inspect`). It keeps its sockets but answers nothing, and stays down
-  until restore() sends SIGCONT, unless a liveness probe makes the kubelet restart it first.
+- kill(proxy=...) freezes the proxy until restore(): from inside the node container, SIGSTOP to the proxy
+  container's main process (pid from `crictl inspect`), and iptables rules at the top of the node's
+  FORWARD chain that reset TCP connections to the proxy's container ports on its pod IP. SIGSTOP alone
+  keeps the sockets accepting connections that nobody answers: callers would hang for their own timeout,
+  longer than a proxy's route timeout (3 s), and the failure would be charged to the caller's proxy, or
+  (hostPort of stage 3) never end; the rule makes the proxy refuse at once, as a dead Envoy does locally.
+  The kubelet's readiness probe then fails too, so Services and headless DNS drop the pod. restore()
+  sends SIGCONT and deletes the rules (a liveness probe would restart the proxy sooner; meshlab sets none).
 - inject(...) POSTs to the app's /_meshlab/fault through `kubectl exec` of python in the app container.
 """
 
@@ -33,11 +48,14 @@ from . import traefik
 from .base import Availability, MeshlabError, NodeInfo
 from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
 from .state import check_name, state_root
-from .kubectl import Kubectl, Runner, check, container_id
+from .kubectl import Kubectl, Runner, check, container_id, container_ports, pod_images
 
 EDGE_NAMESPACE = "meshlab-system"
 NODE_CONTAINER_PORT = 80
 CREATE_TIMEOUT = 900.0  # the first run pulls the kindest/node image
+PULL_TIMEOUT = 900.0  # one image into one node, on a slow link
+# In a node container: print each image (argument) that containerd does not have yet.
+MISSING_IMAGES = 'for i in "$@"; do crictl inspecti -q "$i" >/dev/null 2>&1 || echo "$i"; done'
 HINTS = {
     "docker": {"Linux": "install Docker Engine: https://docs.docker.com/engine/install/ "
                         "(then `sudo usermod -aG docker $USER` and log in again)",
@@ -62,6 +80,12 @@ def cluster_config(name: str, nodes: int, host_port: int) -> dict:
                                             "listenAddress": "127.0.0.1", "protocol": "TCP"}]}
     workers = [{"role": "worker", "labels": {OWNED_LABEL: "true"}} for _ in range(nodes - 1)]
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": name, "nodes": [control_plane, *workers]}
+
+
+def reject_rules(pod_ip: str, ports: list[int]) -> list[list[str]]:
+    """iptables FORWARD rules (match + target) that reset TCP connections to each of a pod's ports."""
+    return [["-d", pod_ip, "-p", "tcp", "--dport", str(port), "-j", "REJECT", "--reject-with", "tcp-reset"]
+            for port in ports if pod_ip]
 
 
 class KindBackend(ClusterBackend):
@@ -125,8 +149,8 @@ class KindBackend(ClusterBackend):
             raise MeshlabError("the kind backend runs one cluster per lab for now", "use clusters=1")
         if nodes < 1:
             raise MeshlabError(f"nodes={nodes}: a cluster needs at least one node", "use nodes=3 (1 control-plane + 2 workers)")
-        if self.cluster_name in self.clusters():
-            return self._reuse(nodes)
+        if self.cluster_name in self.clusters() and self._reuse(nodes):
+            return
         port = self.edge_port or free_port()
         self.state.write({"cluster": self.cluster_name, "context": self.kubectl.context, "edge_port": port, "nodes": nodes})
         workers = f" + {nodes - 1} worker(s)" if nodes > 1 else ""
@@ -150,17 +174,22 @@ class KindBackend(ClusterBackend):
                 self.state.remove()
             raise
 
-    def _reuse(self, nodes: int) -> None:
-        """Keep a cluster meshlab made earlier (after a kernel restart); refuse anyone else's."""
+    def _reuse(self, nodes: int) -> bool:
+        """Keep a cluster meshlab made earlier with at least `nodes` nodes (True); delete a smaller one so that
+        up() creates it again (False); refuse anyone else's."""
         if not self.owned():
             raise MeshlabError(f"a kind cluster named {self.cluster_name} exists that meshlab did not create",
                                f"use another lab name, or delete it yourself: kind delete cluster --name {self.cluster_name}")
         have = self.state.read().get("nodes", 1)
         if have < nodes:
-            raise MeshlabError(f"kind cluster {self.cluster_name} has {have} node(s), this needs {nodes}",
-                               "run lab.down() (or `meshlab down`), then up again")
+            self.say(f"kind cluster {self.cluster_name} has {have} node(s), this stage needs {nodes}: "
+                     "creating it again (objects applied by hand are lost)")
+            self.stop_forwards()
+            self._teardown()
+            return False
         self.say(f"reusing kind cluster {self.cluster_name}")
         self.install_edge(host_port=NODE_CONTAINER_PORT, with_namespace=True)
+        return True
 
     def _teardown(self, strict: bool = True) -> None:
         """`kind delete cluster` and forget the marker; strict=False (cleanup after a failure) only reports errors."""
@@ -182,6 +211,29 @@ class KindBackend(ClusterBackend):
             self.say(f"not deleting kind cluster {self.cluster_name}: meshlab did not create it")
             return
         self._teardown()
+
+    # ---- objects and images ----------------------------------------------------------------------
+    def apply(self, docs: list[dict]) -> list[str]:
+        """Pull the pods' images into the nodes first (see the module docstring), then `kubectl apply`."""
+        self.preload(pod_images(docs))
+        return super().apply(docs)
+
+    def pod_nodes(self) -> list[str]:
+        """Node containers that run app pods: the workers, or the only node of a one-node cluster."""
+        names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
+        return [n for n in names if not n.endswith("-control-plane")] or names
+
+    def preload(self, images: list[str]) -> None:
+        """`crictl pull` each image a node lacks, node by node (they share this machine's link anyway)."""
+        if not images:
+            return
+        for node in self.pod_nodes():
+            listed = self.runner.run(["docker", "exec", node, "sh", "-c", MISSING_IMAGES, "sh", *images], timeout=60)
+            for image in listed.stdout.split() if listed.returncode == 0 else []:  # a stopped node: not now
+                self.say(f"pulling {image} into {node} (once per cluster)")
+                result = self.runner.run(["docker", "exec", node, "crictl", "pull", image], timeout=PULL_TIMEOUT)
+                check(result, f"could not pull {image} into {node}",
+                      "check this machine's network (Docker Hub limits anonymous pulls per address), then try again")
 
     def edge_url(self) -> str:
         """The edge port published on 127.0.0.1 when the cluster was created."""
@@ -217,15 +269,19 @@ class KindBackend(ClusterBackend):
         return pods or [f"node/{node}"]
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
-        """SIGSTOP the container's main process from its node (see the module docstring)."""
-        node, cid = pod["spec"]["nodeName"], container_id(pod, container)
+        """Freeze the proxy from its node: SIGSTOP its main process, and reject new connections to its ports
+        (see the module docstring); both stay until restore()."""
+        name, node, cid = pod["metadata"]["name"], pod["spec"]["nodeName"], container_id(pod, container)
         if not cid:
-            raise MeshlabError(f"proxy {pod['metadata']['name']}/{container} is not running", "wait for lab.wait_ready()")
+            raise MeshlabError(f"proxy {name}/{container} is not running", "wait for lab.wait_ready()")
         info = json.loads(self.run(["docker", "exec", node, "crictl", "inspect", cid], "crictl inspect"))
         pid = int(info["info"]["pid"])
-        self.run(["docker", "exec", node, "kill", "-STOP", str(pid)], f"freeze {pod['metadata']['name']}")
+        self.run(["docker", "exec", node, "kill", "-STOP", str(pid)], f"freeze {name}")
+        rules = reject_rules((pod.get("status") or {}).get("podIP", ""), container_ports(pod, container))
         frozen = self.state.read().get("frozen", [])
-        self.state.update(frozen=frozen + [{"pod": pod["metadata"]["name"], "container": container, "node": node, "pid": pid}])
+        self.state.update(frozen=frozen + [{"pod": name, "container": container, "node": node, "pid": pid, "rules": rules}])
+        for rule in rules:
+            self.run(["docker", "exec", node, "iptables", "-I", "FORWARD", "1", *rule], f"cut {name} off")
 
     def restore(self) -> None:
         """Start stopped nodes (waiting for Ready), thaw frozen proxies, clear injected faults."""
@@ -235,6 +291,8 @@ class KindBackend(ClusterBackend):
                              timeout=210, what=f"node {node} did not come back")
         for frozen in self.state.read().get("frozen", []):
             self.runner.run(["docker", "exec", frozen["node"], "kill", "-CONT", str(frozen["pid"])])
+            for rule in frozen.get("rules", []):
+                self.runner.run(["docker", "exec", frozen["node"], "iptables", "-D", "FORWARD", *rule])
         if self.state.read():
             self.state.update(frozen=[])
         super().restore()

@@ -5,6 +5,11 @@ kube runs a lab on an existing cluster from a kubeconfig context, in one namespa
 created (labelled meshlab.io/owned=true) plus the ClusterRoleBinding named after it. The learner's
 own Traefik runs in that namespace; the learner reaches it (or the frontend, before there is an
 Ingress) through a `kubectl port-forward` that this backend starts, records and stops.
+
+Stage manifests name no namespace, so `kubectl -n meshlab-<learner> apply` places them (kubectl refuses an
+object that names another namespace). Limits of a shared cluster: kill(proxy=...) SIGTERMs the proxy and the
+kubelet restarts it at once; stage 3's node proxies bind hostPort 15001 on every node, so only one learner
+per node can run stage 3 at a time (the others' node proxies stay Pending).
 """
 
 from __future__ import annotations

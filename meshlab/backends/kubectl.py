@@ -144,6 +144,14 @@ def app_container(pod: dict) -> tuple[str, int] | None:
     return None
 
 
+def container_ports(pod: dict, container: str) -> list[int]:
+    """The containerPorts of one container of a pod."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == container:
+            return [int(p["containerPort"]) for p in c.get("ports") or [] if p.get("containerPort")]
+    return []
+
+
 def container_id(pod: dict, container: str) -> str:
     """The runtime id of a running container (without the `containerd://` prefix), or ""."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -193,6 +201,17 @@ def proxy_info(pod: dict, cluster: str = "", killed: frozenset = frozenset()) ->
     info = pod_info(pod, cluster, killed)
     state = next(c.state for c in info.containers if c.name == found[0])
     return ProxyInfo(name=proxy_name(pod), role=found[1], pod=info.name, node=info.node, state=state, cluster=cluster)
+
+
+def pod_images(docs: list[dict]) -> list[str]:
+    """Every container image the objects would run (bare Pods and workload pod templates)."""
+    images = set()
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        pod = spec if doc.get("kind") == "Pod" else (spec.get("template") or {}).get("spec") or {}
+        images.update(c["image"] for c in (pod.get("containers") or []) + (pod.get("initContainers") or [])
+                      if c.get("image"))
+    return sorted(images)
 
 
 def lab_objects(items: list[dict]) -> list[dict]:

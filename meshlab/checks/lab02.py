@@ -248,7 +248,8 @@ def judge_retries(routes: list, truth: Mapping[str, Any] | None) -> CheckResult:
     "Send each retry to another pod: `retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, "
     "typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
     "PreviousHostsPredicate}}]` plus `host_selection_retry_max_attempts: 3`: the policy the stage's own router "
-    "runs (lesson 02, section 2).",
+    "runs (lesson 02, section 2). Or apply the stage's whole ConfigMap: "
+    "lab.apply(manifests.dump([meshlab.stages.router.config_map(retries=2)])).",
 ])
 def router_retries(lab) -> CheckResult:
     """The routers' running route for ratings, then real traffic with the routers' retry counters."""

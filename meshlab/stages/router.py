@@ -13,7 +13,7 @@ LABELS = {"app": NAME, "meshlab.io/proxy-role": "router"}
 PROXY_ENV = [{"name": "HTTP_PROXY", "value": f"http://{NAME}:{PORT}"}]
 
 
-def config_map(retries: int = RETRIES, weights: dict | None = None, namespace: str = "default") -> dict:
+def config_map(retries: int = RETRIES, weights: dict | None = None, namespace: str | None = None) -> dict:
     """The router's Envoy config: a listener on :8080 routing by Host, one cluster per service version.
 
     `retries=0` leaves the retry policy out; `weights={"reviews": {"v1": 80, "v2": 20, "v3": 0}}`
@@ -24,24 +24,24 @@ def config_map(retries: int = RETRIES, weights: dict | None = None, namespace: s
                                 "the router layer (stage 2)", namespace)
 
 
-def deployment(namespace: str = "default") -> dict:
+def deployment(namespace: str | None = None) -> dict:
     """Two Envoy routers (a layer, not one box), each reading the same ConfigMap."""
     container = envoyconf.envoy_container([{"containerPort": PORT, "name": "http"}], concurrency=2)
     return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
+            "metadata": shop.meta(NAME, namespace, labels=dict(LABELS)),
             "spec": {"replicas": REPLICAS, "selector": {"matchLabels": {"app": NAME}},
                      "template": {"metadata": {"labels": dict(LABELS)},
                                   "spec": {"containers": [container], "volumes": [envoyconf.config_volume(CONFIGMAP)]}}}}
 
 
-def service(namespace: str = "default") -> dict:
+def service(namespace: str | None = None) -> dict:
     """The Service the apps use as their HTTP proxy: http://router:8080."""
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": NAME, "namespace": namespace, "labels": {"app": NAME}},
+            "metadata": shop.meta(NAME, namespace, labels={"app": NAME}),
             "spec": {"selector": {"app": NAME}, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]}}
 
 
-def documents(retries: int = RETRIES, namespace: str = "default") -> list[dict]:
+def documents(retries: int = RETRIES, namespace: str | None = None) -> list[dict]:
     """The shop with HTTP_PROXY pointing at the router, per-version Services, the router, the edge."""
     return (shop.documents(namespace, extra_env=PROXY_ENV) + envoyconf.version_services(namespace=namespace)
             + [config_map(retries, namespace=namespace), deployment(namespace), service(namespace),

@@ -28,9 +28,15 @@ IDENTITY_ENV = [field_env("POD_NAME", "metadata.name"), field_env("NODE_NAME", "
                 field_env("POD_IP", "status.podIP")]
 
 
-def app_configmap(namespace: str = "default") -> dict:
+def meta(name: str, namespace: str | None = None, **fields) -> dict:
+    """metadata with a namespace only when one is given: namespace-less objects go where the backend runs
+    the lab (kube: `kubectl -n meshlab-<learner>`, which refuses objects that name another namespace)."""
+    return {"name": name, **({"namespace": namespace} if namespace else {}), **fields}
+
+
+def app_configmap(namespace: str | None = None) -> dict:
     """The app's code, mounted into a stock python image (no image to build)."""
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shop-app", "namespace": namespace},
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("shop-app", namespace),
             "data": {"app.py": APP_SOURCE.read_text()}}
 
 
@@ -47,26 +53,26 @@ def app_container(service: str, version: str, upstreams, extra_env=()) -> dict:
 
 
 def deployment(service: str, version: str, replicas: int, containers: list[dict], volumes: list[dict],
-               namespace: str = "default", annotations: dict | None = None) -> dict:
+               namespace: str | None = None, annotations: dict | None = None) -> dict:
     """A Deployment labelled app/version, Bookinfo style."""
     labels = {"app": service, "version": version}
     template_meta = {"labels": labels, **({"annotations": annotations} if annotations else {})}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": f"{service}-{version}", "namespace": namespace, "labels": labels},
+            "metadata": meta(f"{service}-{version}", namespace, labels=labels),
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": template_meta, "spec": {"containers": containers, "volumes": volumes}}}}
 
 
-def service(name: str, namespace: str = "default", port: int = APP_PORT, target="http") -> dict:
+def service(name: str, namespace: str | None = None, port: int = APP_PORT, target="http") -> dict:
     """A ClusterIP Service selecting every version of an app."""
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, namespace, labels={"app": name}),
             "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": port, "targetPort": target}]}}
 
 
 APP_VOLUME = {"name": "app", "configMap": {"name": "shop-app"}}
 
 
-def documents(namespace: str = "default", extra_env=(), sidecar=None) -> list[dict]:
+def documents(namespace: str | None = None, extra_env=(), sidecar=None) -> list[dict]:
     """Every object of the shop; `extra_env` goes into each app container, `sidecar(service, version)`
     returns (extra containers, extra volumes) for stage 4."""
     docs = [app_configmap(namespace)]

@@ -17,7 +17,7 @@ def configmap_name(service: str, version: str) -> str:
 
 
 def config_map(service: str, version: str, weights: dict | None = None, retries: int = RETRIES,
-               namespace: str = "default") -> dict:
+               namespace: str | None = None) -> dict:
     """The sidecar config of one service version.
 
     Inbound :15006 -> the app at 127.0.0.1:9080; outbound :15001 -> the callee's pods (their sidecars'
@@ -47,7 +47,7 @@ def _through_sidecar(doc: dict) -> dict:
     return doc
 
 
-def documents(weights: dict | None = None, namespace: str = "default") -> list[dict]:
+def documents(weights: dict | None = None, namespace: str | None = None) -> list[dict]:
     """Sidecar ConfigMaps, the shop with a sidecar per pod, per-version Services, the edge."""
     configs = [config_map(s, v, weights, namespace=namespace) for s, vs in envoyconf.versions().items() for v in vs]
     shop_docs = [_through_sidecar(d) for d in shop.documents(namespace, extra_env=PROXY_ENV, sidecar=containers)]

@@ -121,8 +121,18 @@ def test_up_reuses_its_own_cluster(runner, state_home):
     runner.on("kind", "get", "clusters", stdout="meshlab-t1\n")
     make(runner).up(nodes=2)
     assert CREATE not in runner.argvs and runner.argvs[-1][-3:] == ["status", "deployment/edge", "--timeout=240s"]
-    with pytest.raises(MeshlabError, match="has 3 node"):
-        make(runner).up(nodes=4)
+
+
+def test_up_creates_a_too_small_cluster_again_in_the_new_shape(runner, state_home):
+    marker(state_home, control_plane_id="cp-id-1")  # 3 nodes
+    runner.on("kind", "get", "clusters", stdout="meshlab-t1\n")
+    said = []
+    make(runner, said).up(nodes=4)
+    assert runner.argvs.index(DELETE) < runner.argvs.index(CREATE)
+    assert [n["role"] for n in yaml.safe_load(runner.inputs("create", "cluster")[0])["nodes"]] == \
+        ["control-plane", "worker", "worker", "worker"]
+    assert "has 3 node(s), this stage needs 4: creating it again" in said[0]
+    assert json.loads((state_home / "kind" / f"{CLUSTER}.json").read_text())["nodes"] == 4
 
 
 def test_up_rejects_what_it_cannot_do(runner):
@@ -233,13 +243,17 @@ def test_kill_proxy_freezes_it_from_the_node_until_restore(runner, state_home):
     runner.on("get", "pods", stdout=items(*SHOP_PODS))
     runner.on("crictl", "inspect", stdout=json.dumps({"status": {}, "info": {"pid": 3141}}))
     backend = make(runner)
-    assert backend.kill(proxy="edge") == ["edge-ddd"]
-    assert runner.argvs[-2:] == [["docker", "exec", "node-cp", "crictl", "inspect", "id-edge-ddd-traefik"],
-                                 ["docker", "exec", "node-cp", "kill", "-STOP", "3141"]]
+    assert backend.kill(proxy="edge") == ["edge-ddd/traefik"]
+    rule = ["-d", "10.244.1.5", "-p", "tcp", "--dport", "8000", "-j", "REJECT",
+            "--reject-with", "tcp-reset"]  # connections fail at once, as to a dead process
+    assert runner.argvs[-3:] == [["docker", "exec", "node-cp", "crictl", "inspect", "id-edge-ddd-traefik"],
+                                 ["docker", "exec", "node-cp", "kill", "-STOP", "3141"],
+                                 ["docker", "exec", "node-cp", "iptables", "-I", "FORWARD", "1", *rule]]
     assert [p.state for p in backend.proxies() if p.role == "edge"] == ["killed"]
     assert not next(p for p in backend.pods() if p.name == "edge-ddd").ready
     backend.restore()
-    assert ["docker", "exec", "node-cp", "kill", "-CONT", "3141"] in runner.argvs
+    thaw = runner.argvs.index(["docker", "exec", "node-cp", "kill", "-CONT", "3141"])
+    assert runner.argvs[thaw + 1] == ["docker", "exec", "node-cp", "iptables", "-D", "FORWARD", *rule]
     assert [p.state for p in backend.proxies() if p.role == "edge"] == ["running"]
     with pytest.raises(MeshlabError, match="no proxy gateway"):
         backend.kill(proxy="gateway")

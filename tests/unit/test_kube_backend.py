@@ -69,7 +69,7 @@ def items(*objects) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
 
 
-ENVOY = "envoyproxy/envoy:v1.36-latest"
+ENVOY = "envoyproxy/envoy:v1.40.0"
 SHOP_PODS = [
     pod("frontend-v1-aaa", labels={"app": "frontend", "version": "v1"}),
     pod("reviews-v2-bbb", node="node-2", labels={"app": "reviews", "version": "v2"},
@@ -223,6 +223,17 @@ def test_apply_and_delete_pin_the_learners_namespace(runner):
     assert runner.argvs == [["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"],
                             ["kubectl", "--context", CTX, "-n", NS, "delete", "--ignore-not-found", "--wait=false", "-f", "-"]]
     assert yaml.safe_load(runner.calls[0][1]) == docs[0]
+
+
+@pytest.mark.parametrize("stage", [2, 3, 4])
+def test_a_stage_goes_into_the_learners_namespace_unchanged(runner, stage):
+    from meshlab import stages
+
+    docs = stages.documents(stage)
+    make(runner).apply(docs)
+    assert runner.argvs == [["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"]]
+    sent = list(yaml.safe_load_all(runner.calls[0][1]))
+    assert sent == docs and not [d for d in sent if "namespace" in d["metadata"]]  # kubectl -n refuses another one
 
 
 def test_down_deletes_only_its_own_namespace_and_binding(runner):

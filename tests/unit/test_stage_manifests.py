@@ -75,7 +75,7 @@ def test_stage2_router_layer():
     dep = named(docs, "Deployment", "router")
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "router"
-    assert containers(dep)[0]["image"] == "envoyproxy/envoy:v1.36-latest"
+    assert containers(dep)[0]["image"] == "envoyproxy/envoy:v1.40.0"
     assert named(docs, "Service", "router")["spec"]["ports"][0]["port"] == 8080
     listener = yaml.safe_load(named(docs, "ConfigMap", "router-envoy")["data"]["lds.yaml"])["resources"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
