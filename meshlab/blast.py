@@ -76,7 +76,7 @@ def rows_of(before: TrafficResult, after: TrafficResult) -> list[Row]:
     return rows
 
 
-@dataclass
+@dataclass(repr=False)
 class BlastRadius:
     """What one failure broke: a table of calls before/after, who lost connectivity, and a verdict."""
 
@@ -152,6 +152,9 @@ class BlastRadius:
         return f"{failed} of {total} east-west calls failed, from {callers} to {callees}"
 
     # ---- output --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<BlastRadius kill={self.kill}: {self.verdict}>"
+
     def to_dict(self) -> dict:
         """A JSON-ready summary."""
         def run(r: TrafficResult) -> dict:

@@ -40,10 +40,13 @@ class Lab:
         """Start the cluster and deploy a stage; tears down again if interrupted half-way."""
         number = stages.number(stage)
         docs = stages.documents(number)
+        running = getattr(self.backend, "running", lambda: False)()
         try:
             self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
             self._apply_docs(docs, f"stage {number}")
             self.backend.wait_ready(timeout=wait)
+            if running:
+                self.backend.restore()  # up() means the stage's starting state: no faults left from before
             settle.settle(self)  # ready pods are not enough while proxies still resolve their upstreams
         except BaseException:
             self.down()

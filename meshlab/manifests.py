@@ -56,6 +56,18 @@ def validate(docs: list[dict], source: str = "<yaml>") -> None:
                                "need a cluster with their CRDs: use --backend kind") from None
 
 
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (Envoy config inside ConfigMaps) as `|` blocks a person can read and edit."""
+
+
+def _str(dumper, value: str):
+    style = "|" if "\n" in value and all(line == line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReadableDumper.add_representer(str, _str)
+
+
 def dump(docs: list[dict]) -> str:
     """Objects back to multi-document YAML text."""
-    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(docs, Dumper=_ReadableDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .. import settle
+from .. import manifests, settle
 from ..stages import router
 from .base import CheckResult, exercise
 from .lab01 import envoy_stats, stat_sum
@@ -31,21 +31,9 @@ P90_SHARE = 0.6  # exercise 2 passes when p90 latency is below this share of SLO
 
 # ---- editing routes in an Envoy ConfigMap -------------------------------------------------------------
 
-class _Dumper(yaml.SafeDumper):
-    """YAML with multi-line strings (the files inside a ConfigMap) as readable `|` blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, text: str):
-    style = "|" if "\n" in text and not any(line != line.rstrip() for line in text.splitlines()) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def configmap_yaml(*objects: dict) -> str:
     """Kubernetes objects as YAML, the files of a ConfigMap shown as blocks you can read."""
-    return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return manifests.dump(list(objects))
 
 
 def _virtual_hosts(listener: Mapping) -> list[dict]:
