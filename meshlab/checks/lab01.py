@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any, Mapping
 
 from ..envoy.admin import Admin
+from . import quiz
 from .base import CheckResult, exercise, one_line
 
 LAB = "01-edge-proxy-lab"
@@ -304,24 +305,8 @@ QUIZ = {  # question -> (right letter, {letter: why it is wrong})
 
 
 def judge_quiz(answers: Any) -> CheckResult:
-    """Pass when every question has its right letter; say why each wrong choice is wrong."""
-    expected = f"the right letter for each of {', '.join(QUIZ)}"
-    if not isinstance(answers, Mapping):
-        return CheckResult(False, expected, f"answers is a {type(answers).__name__}, not a dict")
-    given = {q: str(answers.get(q) or "").strip().lower().rstrip(")") for q in QUIZ}
-    if not any(given.values()):
-        return CheckResult(False, expected, "no answers yet: put a letter in each entry of `answers`")
-    lines, right = [], 0
-    for q, (letter, why) in QUIZ.items():
-        choice = given[q]
-        if choice == letter:
-            right += 1
-            lines.append(f"{q}: {choice}  right")
-        elif not choice:
-            lines.append(f"{q}: (no answer)")
-        else:
-            lines.append(f"{q}: {choice}  not quite: {why.get(choice, 'choose a, b, c or d')}")
-    return CheckResult(right == len(QUIZ), expected, f"{right}/{len(QUIZ)} right\n" + "\n".join(lines))
+    """This lab's quiz, judged by the shared quiz judge."""
+    return quiz.judge(answers, QUIZ)
 
 
 @exercise(LAB, "which-stage", hints=[

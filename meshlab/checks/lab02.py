@@ -18,6 +18,7 @@ import yaml
 from .. import manifests, settle
 from ..stages import router
 from .base import CheckResult, exercise
+from .quiz import judge as quiz_judge
 from .lab01 import envoy_stats, stat_sum
 
 LAB = "02-router-mesh-lab"
@@ -339,24 +340,8 @@ QUIZ = {  # question -> (right letter, {letter: why it is wrong})
 
 
 def judge_quiz(answers: Any, quiz: Mapping = QUIZ) -> CheckResult:
-    """Pass when every question has its right letter; say why each wrong choice is wrong."""
-    expected = f"the right letter for each of {', '.join(quiz)}"
-    if not isinstance(answers, Mapping):
-        return CheckResult(False, expected, f"answers is a {type(answers).__name__}, not a dict")
-    given = {q: str(answers.get(q) or "").strip().lower().rstrip(")") for q in quiz}
-    if not any(given.values()):
-        return CheckResult(False, expected, "no answers yet: put a letter in each entry of `answers`")
-    lines, right = [], 0
-    for q, (letter, why) in quiz.items():
-        choice = given[q]
-        if choice == letter:
-            right += 1
-            lines.append(f"{q}: {choice}  right")
-        elif not choice:
-            lines.append(f"{q}: (no answer)")
-        else:
-            lines.append(f"{q}: {choice}  not quite: {why.get(choice, 'choose a, b, c or d')}")
-    return CheckResult(right == len(quiz), expected, f"{right}/{len(quiz)} right\n" + "\n".join(lines))
+    """This lab's quiz, judged by the shared quiz judge."""
+    return quiz_judge(answers, quiz)
 
 
 @exercise(LAB, "router-spof", hints=[
