@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 PASS, NOT_DONE = "PASS", "NOT DONE YET"
-_HELPERS = {"base", "stats", "widget"}  # modules of this package that hold no exercises
+_HELPERS = {"base", "stats", "widget", "quiz"}  # modules of this package that hold no exercises
 
 
 @dataclass(repr=False)

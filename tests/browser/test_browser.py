@@ -43,11 +43,13 @@ def test_stage_explorer_steps_to_the_next_stage(jupyter, page):
     assert after != before
     jupyter.screenshot(page, "00-stage-explorer-next.png", explorer)
 
-    checks = jupyter.button(page.locator(jupyter.CURRENT), "Check")  # the lesson's own Check button, if it has one
-    if checks.count():
-        box = page.locator(".widget-vbox", has=checks.first).last
-        checks.first.click()
-        box.locator(".widget-html-content", has_text=re.compile("PASS|NOT DONE YET")).wait_for(timeout=60_000)
+    # the lesson's Check button: no answer given yet, so its result says NOT DONE YET, with a hint
+    box = jupyter.widget(page, "Check")
+    jupyter.button(box, "Check").click()
+    result = box.locator(".widget-html-content", has_text="NOT DONE YET")
+    result.wait_for(timeout=60_000)
+    assert "read-a-trace" in result.inner_text() and "Hint 1/3" in result.inner_text()
+    jupyter.screenshot(page, "00-check-not-done.png", box)
 
 
 def progress_printed(page) -> dict:
