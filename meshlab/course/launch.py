@@ -24,6 +24,8 @@ def open_lab(port: int = 8888, no_browser: bool = False) -> int:
             f"--ServerApp.port={port}", "--ServerApp.default_url=/lab/tree/lessons/00-welcome.ipynb"]
     if no_browser:
         argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # containers (Codespaces, Binder, CI) often run as root
     print(f"opening the course in {root} on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
     try:
         return subprocess.call(argv)
