@@ -14,6 +14,7 @@ import meshlab
 from meshlab import manifests, settle, traffic
 from meshlab.checks.stats import required_samples, split_matches
 from meshlab.stages import router, sidecar
+from traces import east_west
 
 pytestmark = pytest.mark.integration
 SPLIT = {"v1": 80, "v2": 20, "v3": 0}
@@ -48,21 +49,6 @@ def stage4():
     lab = start(4)
     yield lab
     lab.down()
-
-
-def east_west(result):
-    """(caller app hop, proxy hops between, callee app hop) for every app-to-app call in the traces."""
-    out = []
-    for path in result.paths:
-        last, between = None, []
-        for hop in path["hops"]:
-            if hop["kind"] == "app":
-                if last is not None:
-                    out.append((last, between, hop))
-                last, between = hop, []
-            elif hop["kind"] == "proxy" and last is not None:
-                between.append(hop)
-    return out
 
 
 def all_succeed(lab, n=200):
