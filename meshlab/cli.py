@@ -135,10 +135,10 @@ def cmd_progress(args) -> int:
 
 
 def cmd_reset(args) -> int:
-    from .course import progress
+    from .course import reset
 
-    progress.reset_lab(args.lab_id)
-    print(f"progress of {args.lab_id} reset; reopen the lab notebook from labs/ to start again")
+    for line in reset.reset(args.lab_id, notebook=args.notebook):
+        print(line)
     return 0
 
 
@@ -221,7 +221,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("files", nargs="*", help="progress files or folders collected from learners")
     sp.set_defaults(func=cmd_progress)
     sp = sub.add_parser("reset", help="start a lab's exercises again")
-    sp.add_argument("lab_id", help="e.g. 01-edge-proxy-lab")
+    sp.add_argument("lab_id", help="e.g. 01-edge-proxy-lab (or a unique prefix such as 01)")
+    sp.add_argument("--notebook", action="store_true",
+                    help="also rewrite the lab notebook from the course (your copy is kept in labs/.backups/)")
     sp.set_defaults(func=cmd_reset)
     return p
 
