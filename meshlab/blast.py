@@ -14,6 +14,7 @@ import html
 from dataclasses import dataclass, field
 
 from .backends.base import MeshlabError
+from .tables import text_table
 from .traffic import TrafficResult
 
 KILL_KEYS = ("proxy", "node", "pod")
@@ -173,10 +174,7 @@ class BlastRadius:
         head = ("caller", "pod", "node", "callee", "failed before", "failed after")
         body = [(r.caller, r.pod, r.node, r.callee, f"{r.before_failed}/{r.before_calls}",
                  f"{r.after_failed}/{r.after_calls}") for r in self.rows]
-        widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
-        lines = [self.verdict] + self._header() + ["  ".join(str(v).ljust(w) for v, w in zip(head, widths))]
-        lines += ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)) for row in body]
-        return "\n".join(lines)
+        return "\n".join([self.verdict] + self._header() + text_table(head, body))
 
     def _repr_html_(self) -> str:
         esc = html.escape

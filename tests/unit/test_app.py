@@ -11,10 +11,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from fakehttp import QuietHandler
 
 import meshlab.app
 from meshlab.backends.local.dns import DnsServer
@@ -223,7 +225,7 @@ def test_names_resolve_through_lab_dns(apps):
     assert [p[-1]["version"] for p in body["paths"]] == ["v1", "v2"]
 
 
-class RecordingProxy(BaseHTTPRequestHandler):
+class RecordingProxy(QuietHandler):
     """A tiny explicit HTTP proxy: records the request line, adds a proxy hop, forwards."""
 
     seen = []
@@ -234,14 +236,7 @@ class RecordingProxy(BaseHTTPRequestHandler):
         hop = "kind=proxy;role=router;name=test-router"
         request = urllib.request.Request(self.path, headers={"x-meshlab-trace": f"{trace},{hop}"})
         with DIRECT.open(request, timeout=5) as upstream:
-            data, status = upstream.read(), upstream.status
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            self.send_body(upstream.status, upstream.read())
 
 
 def test_outbound_calls_honour_http_proxy(apps):

@@ -6,15 +6,15 @@ server that routes by Host and path and serves Envoy-style /stats), so no lab is
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from fakehttp import QuietHandler, Server
 
 from meshlab.checks import base, lab01
 from meshlab.checks.base import check
@@ -68,49 +68,28 @@ def route_paths_demo(host, path):
     return "frontend"
 
 
-class FakeEdge:
+class FakeEdge(Server):
     """An HTTP server playing the edge: routes with `route(host, path)`, serves /stats?format=json."""
 
     def __init__(self, route, stats=None):
         self.route, self.stats = route, stats or {}
         edge = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 if self.path.startswith("/stats"):
-                    body = json.dumps({"stats": [{"name": k, "value": v} for k, v in edge.stats.items()]})
-                    return self._send(200, body)
+                    return self.send_body(200, {"stats": [{"name": k, "value": v} for k, v in edge.stats.items()]})
                 host = (self.headers.get("Host") or "").split(":")[0]
                 service = edge.route(host, self.path)
                 if service is None:
-                    return self._send(404, "no ingress rule matches\n")
-                return self._send(200, json.dumps({"service": service, "status": 200}))
+                    return self.send_body(404, "no ingress rule matches\n")
+                return self.send_body(200, {"service": service, "status": 200})
 
-            def _send(self, status, text):
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
 
     def lab(self, with_edge=True):
         proxies = [SimpleNamespace(role="edge", admin_url=self.url, name="edge-1")] if with_edge else []
         return SimpleNamespace(url=self.url, proxies=lambda: proxies)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---- exercise 1: ingress-host-path ------------------------------------------------------------------

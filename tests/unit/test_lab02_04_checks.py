@@ -7,16 +7,16 @@ Envoy-style admin API (/config_dump, /stats) from a tiny HTTP server, so no lab 
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import urllib.parse
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from fakehttp import QuietHandler, Server
 
 from meshlab import manifests
 from meshlab.blast import BlastRadius
@@ -53,7 +53,7 @@ def listener(name, routes):
                                                          "typed_config": {"route_config": {"virtual_hosts": hosts}}}]}]}
 
 
-class FakeAdmin:
+class FakeAdmin(Server):
     """An HTTP server playing Envoy admin APIs: /config_dump and /stats?format=json, per proxy path prefix."""
 
     def __init__(self):
@@ -61,40 +61,19 @@ class FakeAdmin:
         self.stats: dict[str, Counter] = {}
         admin = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 proxy, _, page = self.path.lstrip("/").partition("/")
                 proxy = urllib.parse.unquote(proxy)
                 if page.startswith("config_dump"):
                     active = [{"active_state": {"listener": lis}} for lis in admin.listeners.get(proxy, [])]
-                    return self._send({"configs": [{"dynamic_listeners": active}]})
+                    return self.send_body(200, {"configs": [{"dynamic_listeners": active}]})
                 if page.startswith("stats"):
                     stats = [{"name": k, "value": v} for k, v in admin.stats.get(proxy, {}).items()]
-                    return self._send({"stats": stats + [{"name": "server.version", "value": "text"}]})
-                self.send_response(404)
-                self.end_headers()
+                    return self.send_body(200, {"stats": stats + [{"name": "server.version", "value": "text"}]})
+                self.send_body(404, "")
 
-            def _send(self, data):
-                raw = json.dumps(data).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 class FakeLab:

@@ -11,10 +11,11 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from fakehttp import QuietHandler, Server
 
 import meshlab.app
 from meshlab import traffic
@@ -52,7 +53,7 @@ def start_app():
     assert all(p.poll() is not None for p in procs)
 
 
-class Fake(BaseHTTPRequestHandler):
+class Fake(QuietHandler):
     """Answers by path: /json (alternating versions), /text (200 plain), /down (503 plain), /slow."""
 
     protocol_version = "HTTP/1.1"
@@ -67,36 +68,21 @@ class Fake(BaseHTTPRequestHandler):
             version = "v1" if next(self.counter) % 2 else "v2"
             hops = [{"kind": "proxy", "role": "edge", "name": "edge-1", "node": "node-1"},
                     {"kind": "app", "service": "reviews", "version": version, "pod": f"reviews-{version}", "node": "node-2"}]
-            self.answer(200, json.dumps({"service": "reviews", "paths": [hops], "calls": []}))
+            self.send_body(200, json.dumps({"service": "reviews", "paths": [hops], "calls": []}))
         elif self.path.startswith("/text"):
-            self.answer(200, "hello")
+            self.send_body(200, "hello")
         else:
-            self.answer(503, "upstream connect error or disconnect/reset before headers")
-
-    def answer(self, status, text):
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            self.send_body(503, "upstream connect error or disconnect/reset before headers")
 
 
 @pytest.fixture
 def fake():
-    server = ThreadingHTTPServer(("127.77.30.1", 0), Fake)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
     Fake.seen.clear()
-    yield f"http://127.77.30.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-    assert not thread.is_alive()
+    with Server(Fake, "127.77.30.1") as server:
+        yield server.url
+    assert not server.thread.is_alive()
     with pytest.raises(OSError):
-        socket.create_connection(server.server_address, timeout=1).close()
+        socket.create_connection(server.server.server_address, timeout=1).close()
 
 
 def test_real_chain_paths_versions_and_calls(start_app):

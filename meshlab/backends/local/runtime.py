@@ -85,6 +85,7 @@ class Runtime:
 
     # ---- reconcile -----------------------------------------------------------------------
     async def _reconcile(self) -> None:
+        """Bring pods, volumes, listeners and the edge in line with the stored objects."""
         self._sync_edge()
         self._sync_workloads()
         self._sync_volumes()
@@ -270,11 +271,7 @@ class Runtime:
         if ready != self.synced_ready:  # also catches kill/restore made between ticks
             self.synced_ready = ready
             async with self._lock:
-                self._sync_edge()
-                self._sync_workloads()
-                self._sync_volumes()
-                await self._sync_services()
-            self.dirty = True
+                await self._reconcile()
         if self.dirty:
             self.save_state()
             self.dirty = False
