@@ -1,4 +1,4 @@
-"""Stages 0-4 measured in one run: proxies, their memory, latency, config objects, blast radius.
+"""Stages 0-5 measured in one run: proxies, their memory, latency, config objects, blast radius.
 
     .venv/bin/python benchmarks/stages.py [-n 300]
 
@@ -12,7 +12,7 @@ import argparse
 from _common import private_state
 
 import meshlab
-from meshlab import compare
+from meshlab import compare, stages
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with private_state():
-        for stage in (0, 1, 2, 3, 4):
+        for stage in stages.deployable():
             with meshlab.Lab(f"bench-stage{stage}") as lab:
                 lab.up(stage=stage, quiet=True)
                 rows.append(compare.measure(lab, n=args.n))

@@ -1,4 +1,5 @@
-"""The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, blast-radius, lab, progress."""
+"""The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, blast-radius, proxy-status, restart,
+call, manifests, lab, progress, reset."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def cmd_doctor(args) -> int:
 def cmd_up(args) -> int:
     lab = _lab(args)
     lab.node_count = args.nodes
-    lab.up(stage=args.stage, quiet=True)
+    lab.up(stage=args.stage, quiet=True, **({"injection": False} if args.no_injection else {}))
     print(f"lab {args.lab}: stage {lab.stage} is up ({args.backend})")
     print(f"entry: {lab.url}")
     print(f"stop it with: meshlab down --lab {args.lab}")
@@ -91,6 +92,25 @@ def cmd_inject(args) -> int:
     pods = _lab(args).inject(args.service, errors=args.errors, latency_ms=args.latency_ms, pod=args.pod)
     print("faults set on: " + ", ".join(pods))
     return 0
+
+
+def cmd_proxy_status(args) -> int:
+    rows = _lab(args).proxy_status()
+    print(json.dumps([r.to_dict() for r in rows], indent=1) if args.json else rows)
+    return 0 if all(r.state == "SYNCED" for r in rows) else 1
+
+
+def cmd_restart(args) -> int:
+    for pod in _lab(args).restart(args.workload):
+        print(f"pod/{pod} ready")
+    return 0
+
+
+def cmd_call(args) -> int:
+    headers = dict(h.split(":", 1) for h in args.header or [] if ":" in h)
+    result = _lab(args).call(None if args.source == "-" else args.source, args.url, headers)
+    print(result)
+    return 0 if result.ok else 1
 
 
 def parse_kill(items: list[str]) -> dict:
@@ -162,8 +182,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check what each backend needs").set_defaults(func=cmd_doctor)
     sp = sub.add_parser("up", help="start a lab at a stage")
     lab_args(sp, backend=True)
-    sp.add_argument("--stage", default="0", help="0/app, 1/edge, 2/router, 3/per-node, 4/sidecar")
+    sp.add_argument("--stage", default="0", help="0/app, 1/edge, 2/router, 3/per-node, 4/sidecar, 5/control-plane")
     sp.add_argument("--nodes", type=int, default=None, help="nodes to start (default: what the stage needs)")
+    sp.add_argument("--no-injection", action="store_true",
+                    help="stage 5: start with the control plane but no service in the mesh (brownfield)")
     sp.set_defaults(func=cmd_up)
     sp = sub.add_parser("down", help="remove a lab (works after a crash)")
     lab_args(sp, backend=True)
@@ -208,6 +230,20 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-c", type=int, default=4, help="concurrency")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_blast_radius)
+    sp = sub.add_parser("proxy-status", help="every sidecar: SYNCED / STALE / NOT CONNECTED (stage 5)")
+    lab_args(sp, backend=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_proxy_status)
+    sp = sub.add_parser("restart", help="re-create a workload's pods (kubectl rollout restart)")
+    lab_args(sp, backend=True)
+    sp.add_argument("workload", help="e.g. deployment/reviews-v1")
+    sp.set_defaults(func=cmd_restart)
+    sp = sub.add_parser("call", help="GET a URL from inside a pod of an app (or - for outside the mesh)")
+    lab_args(sp, backend=True)
+    sp.add_argument("source", help="an app such as frontend, or - for a client outside the mesh")
+    sp.add_argument("url", help="e.g. http://reviews:9080/")
+    sp.add_argument("--header", "-H", action="append", metavar="NAME:VALUE")
+    sp.set_defaults(func=cmd_call)
     sp = sub.add_parser("manifests", help="print a stage's YAML")
     sp.add_argument("--stage", default="0")
     sp.set_defaults(func=cmd_manifests)

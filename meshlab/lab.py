@@ -36,13 +36,16 @@ class Lab:
         self.last_traffic = None
 
     # ---- lifecycle -----------------------------------------------------------------------
-    def up(self, stage=0, wait: float = 90.0, quiet: bool = False) -> "Lab":
-        """Start the cluster and deploy a stage; tears down again if interrupted half-way."""
+    def up(self, stage=0, wait: float = 90.0, quiet: bool = False, **options) -> "Lab":
+        """Start the cluster and deploy a stage (stage 5: `injection=False` starts with no service in the mesh);
+        tears down again if interrupted half-way."""
         number = stages.number(stage)
-        docs = stages.documents(number)
+        docs = stages.documents(number, **options)
         running = getattr(self.backend, "running", lambda: False)()
         try:
             self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
+            if stages.needs_mesh(number):
+                self.backend.install_mesh()  # the control plane first: injected sidecars get their config from it
             self._apply_docs(docs, f"stage {number}")
             self.backend.wait_ready(timeout=wait)
             if running:
@@ -79,11 +82,20 @@ class Lab:
         if wait:
             self.backend.wait_ready(timeout=wait)
             settle.wait_edge_config(self)  # an Ingress change is served when apply returns
+            if any(manifests.is_istio(d) for d in docs) and "mesh" in self.backend.capabilities():
+                from . import mesh
+
+                mesh.wait_synced(self)  # a policy change is served by every sidecar when apply returns
         return refs
 
     def _apply_docs(self, docs: list[dict], source: str) -> list[str]:
         manifests.validate(docs, source)
         return self.backend.apply(docs, source) if self.backend_name == "local" else self.backend.apply(docs)
+
+    def restart(self, workload: str, timeout: float = 60.0) -> list[str]:
+        """Re-create a workload's pods like `kubectl rollout restart deployment/reviews-v1` (how a running
+        service joins or leaves the mesh); returns the new pods once they are ready."""
+        return self.backend.restart(workload, timeout=timeout)
 
     def delete(self, yaml_text: str, source: str = "<cell>") -> list[str]:
         """Delete the objects named in YAML."""
@@ -114,6 +126,26 @@ class Lab:
         return {"lab": self.name, "backend": self.backend_name, "stage": stage, "entrypoint": self.url,
                 "nodes": [n.to_dict() for n in self.nodes()], "pods": [p.to_dict() for p in self.pods()],
                 "proxies": [p.to_dict() for p in self.proxies()]}
+
+    # ---- the mesh (stage 5) ---------------------------------------------------------------
+    def proxy_status(self):
+        """Every sidecar, the config version it ACKed, SYNCED / STALE / NOT CONNECTED (`istioctl proxy-status`)."""
+        from . import mesh
+
+        return mesh.proxy_status(self)
+
+    def convergence(self, yaml_text: str, source: str = "<cell>", timeout: float = 15.0):
+        """Apply YAML and measure how long until every affected sidecar ACKed it and serves it."""
+        from . import mesh
+
+        return mesh.convergence(self, yaml_text, source, timeout)
+
+    def call(self, source: str | None, url: str, headers: dict | None = None):
+        """GET url from inside a pod of app `source` (through its sidecar if it has one), or from outside the
+        mesh with source=None: `lab.call('frontend', 'http://reviews:9080/')`."""
+        from . import mesh
+
+        return mesh.call(self, source, url, headers)
 
     def logs(self, dest="meshlab-logs") -> Path:
         """Copy every container's log into a folder."""

@@ -37,13 +37,21 @@ def ref(doc: dict) -> str:
     return f"{doc.get('kind')}/{meta.get('name')}" + (f" (namespace {ns})" if ns else "")
 
 
+def is_istio(doc: dict) -> bool:
+    """True for Istio's policy objects (networking.istio.io, security.istio.io)."""
+    return str(doc.get("apiVersion", "")).split("/")[0].endswith("istio.io")
+
+
 def validate(docs: list[dict], source: str = "<yaml>") -> None:
-    """Check each built-in object against the Kubernetes schema (strict, offline)."""
+    """Check each built-in object against the Kubernetes schema (strict, offline), Istio objects against the subset."""
     import kubernetes_validate
 
     for doc in docs:
-        if "istio.io" in str(doc.get("apiVersion", "")):
-            continue  # CRDs: checked by meshlab.controlplane's own schema
+        if is_istio(doc):
+            from .controlplane import schema
+
+            schema.check(doc, source)  # the Istio subset, the same on every backend
+            continue
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:

@@ -192,6 +192,16 @@ class App:
         calls = [call for _, result_calls, _ in results for call in result_calls]
         return self.body(200 if all(ok for _, _, ok in results) else 502, paths, calls)
 
+    def call_from_here(self, query):
+        """`kubectl exec POD -- curl URL`: one call made by this pod (through its proxy, if it has one)."""
+        url = (query.get("url") or [""])[0]
+        if not url.startswith("http://"):
+            return {"status": 0, "error": "give url=http://service:port/path"}
+        headers = dict(h.split(":", 1) for h in query.get("header") or [] if ":" in h)
+        paths, calls, ok = self.call(url, [self.hop], {k.strip().lower(): v.strip() for k, v in headers.items()})
+        return {"from": self.identity, "url": url, "status": calls[0]["status"], "ok": ok, "paths": paths,
+                "error": calls[0].get("error", "")}
+
     def body(self, status, paths, calls, **extra):
         return status, {**self.identity, "status": status, "paths": paths, "calls": calls, **extra}
 
@@ -247,6 +257,8 @@ class Handler(BaseHTTPRequestHandler):
                                     "pid": os.getpid()})
         if path == "/_meshlab/fault":
             return self.reply(200, self.app.faults.snapshot())
+        if path == "/_meshlab/call":
+            return self.reply(200, self.app.call_from_here(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)))
         lines = self.headers.get_all(TRACE_HEADER) or []
         trace = [hop.strip() for line in lines for hop in line.split(",") if hop.strip()]
         headers = {h: self.headers[h] for h in PROPAGATED_HEADERS if self.headers.get(h)}

@@ -158,6 +158,27 @@ class Backend(abc.ABC):
     def down(self) -> None:
         """Remove everything this lab made; idempotent."""
 
+    def capabilities(self) -> set[str]:
+        """What this backend offers beyond the basics: "watch", "mesh", "restart", "admin"."""
+        return set()
+
+    def restart(self, ref: str, timeout: float = 60.0) -> list[str]:
+        """Roll a workload like `kubectl rollout restart deployment/NAME`; return the new pod names."""
+        raise self.unsupported("restart")
+
+    def watch(self, since: int = 0, timeout: float = 30.0) -> dict:
+        """The lab's state once its revision passes `since` (docs/controlplane.md); local only."""
+        raise self.unsupported("watch")
+
+    def install_mesh(self) -> None:
+        """Install the mesh's control plane (meshlab's own locally) and wait until it serves."""
+        raise self.unsupported("install_mesh")
+
+    def unsupported(self, what: str) -> MeshlabError:
+        """The one-line error for an operation this backend cannot do."""
+        return MeshlabError(f"{what} is not supported by the {self.name or type(self).__name__} backend",
+                            "the local backend has it; on a cluster use kubectl or istioctl")
+
     def remember(self, **facts) -> None:
         """Keep small facts about the lab (such as its stage) where other processes can read them."""
         self._facts = {**getattr(self, "_facts", {}), **facts}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from . import traefik
 from .base import Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo
+from .clustermesh import MeshOperations
 from .state import StateFile
-from .kubectl import (Kubectl, Runner, app_container, check, lab_objects, labels, node_info, not_found, pod_info,
-                      proxy_container, proxy_info, proxy_name, ref)
+from .kubectl import (Kubectl, Runner, app_container, check, is_control_plane, lab_objects, labels, node_info, not_found,
+                      pod_info, proxy_container, proxy_info, proxy_name, ref)
 
 OWNED_LABEL = "meshlab.io/owned"
 FAULT_PATH = "/_meshlab/fault"
@@ -81,7 +82,7 @@ def current_context(runner: Runner) -> str:
 # ---- what kind and kube share ---------------------------------------------------------------------
 
 
-class ClusterBackend(Backend):
+class ClusterBackend(MeshOperations, Backend):
     """A lab on Kubernetes through kubectl: objects, rollouts, status, faults and logs; subclasses own the cluster."""
 
     pin_namespace = True  # pass -n on apply/delete (kube); kind lets each object say where it goes
@@ -205,9 +206,10 @@ class ClusterBackend(Backend):
         raise MeshlabError("kill needs pod=, node= or proxy=", "e.g. lab.kill(pod='ratings')")
 
     def find_pod(self, name: str, pods: list[dict]) -> dict:
-        """The pod called `name`, else a ready pod of app `name`."""
+        """The pod called `name`, else a ready pod of app `name` (`control-plane`: istiod or meshlab's own)."""
         exact = [p for p in pods if p["metadata"]["name"] == name]
-        of_app = sorted((p for p in pods if labels(p).get("app") == name), key=lambda p: not pod_info(p).ready)
+        of_app = sorted((p for p in pods if labels(p).get("app") == name or (name == "control-plane" and is_control_plane(p))),
+                        key=lambda p: not pod_info(p).ready)
         if not (exact or of_app):
             raise MeshlabError(f"no pod {name}", "see lab.pods() for pod names")
         return (exact or of_app)[0]
@@ -216,6 +218,8 @@ class ClusterBackend(Backend):
         """Force-delete the pod. On Kubernetes its ReplicaSet (or DaemonSet) creates a replacement at once,
         so the pod does not stay down until restore(): that self-healing is the lesson on this backend."""
         pod = self.find_pod(name, self.pod_objects())
+        if is_control_plane(pod):
+            return self.kill_control_plane(pod)
         meta = pod["metadata"]
         self.kubectl.run("delete", "pod", meta["name"], "--grace-period=0", "--force", "--wait=false",
                          namespace=meta["namespace"], what=f"delete pod {meta['name']}")
@@ -236,6 +240,9 @@ class ClusterBackend(Backend):
         return killed
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
+        raise NotImplementedError
+
+    def kill_control_plane(self, pod: dict) -> list[str]:
         raise NotImplementedError
 
     def kill_node(self, node: str) -> list[str]:

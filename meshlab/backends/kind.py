@@ -33,22 +33,29 @@ Faults on kind:
   (hostPort of stage 3) never end; the rule makes the proxy refuse at once, as a dead Envoy does locally.
   The kubelet's readiness probe then fails too, so Services and headless DNS drop the pod. restore()
   sends SIGCONT and deletes the rules (a liveness probe would restart the proxy sooner; meshlab sets none).
+  An Istio sidecar (istio-proxy: pilot-agent with Envoy as its child) is frozen as a process tree, and its
+  rules cover every port of the pod, since the sidecar intercepts them all.
+- kill(pod="istiod") or kill(pod="control-plane") scales the control plane's Deployment to zero until
+  restore() (as the local backend holds a killed pod down): sidecars keep serving their last config.
 - inject(...) POSTs to the app's /_meshlab/fault through `kubectl exec` of python in the app container.
+
+Stage 5: install_mesh() installs the pinned Istio with istioctl (backends/istio.py), after pulling its images
+into the nodes; the code is in KindFaults (kindfaults.py) and MeshOperations (clustermesh.py).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import yaml
 
-from . import traefik
+from . import istio, traefik
 from .base import Availability, MeshlabError, NodeInfo
 from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
+from .kindfaults import KindFaults
 from .state import check_name, state_root
-from .kubectl import Kubectl, Runner, check, container_id, container_ports, pod_images
+from .kubectl import Kubectl, Runner, check, pod_images
 
 EDGE_NAMESPACE = "meshlab-system"
 NODE_CONTAINER_PORT = 80
@@ -82,13 +89,7 @@ def cluster_config(name: str, nodes: int, host_port: int) -> dict:
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": name, "nodes": [control_plane, *workers]}
 
 
-def reject_rules(pod_ip: str, ports: list[int]) -> list[list[str]]:
-    """iptables FORWARD rules (match + target) that reset TCP connections to each of a pod's ports."""
-    return [["-d", pod_ip, "-p", "tcp", "--dport", str(port), "-j", "REJECT", "--reject-with", "tcp-reset"]
-            for port in ports if pod_ip]
-
-
-class KindBackend(ClusterBackend):
+class KindBackend(KindFaults, ClusterBackend):
     """A lab as its own kind cluster on this machine's Docker."""
 
     name = "kind"
@@ -243,12 +244,6 @@ class KindBackend(ClusterBackend):
         return f"http://127.0.0.1:{port}"
 
     # ---- views and faults ------------------------------------------------------------------------
-    def stopped_nodes(self) -> list[str]:
-        """Node containers of this cluster that are not running (kill(node=...) stopped them)."""
-        out = self.run(["docker", "ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster_name}",
-                        "--filter", "status=exited", "--format", "{{.Names}}"], "docker ps")
-        return out.split()
-
     def nodes(self) -> list[NodeInfo]:
         """Kubernetes' view, except that a stopped node container is not ready even before Kubernetes notices."""
         stopped = set(self.stopped_nodes())
@@ -257,45 +252,25 @@ class KindBackend(ClusterBackend):
             node.ready = node.ready and node.name not in stopped
         return found
 
-    def kill_node(self, node: str) -> list[str]:
-        """`docker stop` a worker's container; returns the pods that ran there. Down until restore()."""
-        names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
-        if node not in names:
-            raise MeshlabError(f"no node {node} in {self.cluster_name}", f"nodes are {', '.join(names)}")
-        if node.endswith("-control-plane"):
-            raise MeshlabError(f"refusing to stop {node}: it runs the Kubernetes API and the edge", "kill a worker node")
-        pods = [p["metadata"]["name"] for p in self.pod_objects() if (p.get("spec") or {}).get("nodeName") == node]
-        self.run(["docker", "stop", node], f"docker stop {node}", timeout=90)
-        return pods or [f"node/{node}"]
-
-    def kill_proxy_container(self, pod: dict, container: str) -> None:
-        """Freeze the proxy from its node: SIGSTOP its main process, and reject new connections to its ports
-        (see the module docstring); both stay until restore()."""
-        name, node, cid = pod["metadata"]["name"], pod["spec"]["nodeName"], container_id(pod, container)
-        if not cid:
-            raise MeshlabError(f"proxy {name}/{container} is not running", "wait for lab.wait_ready()")
-        info = json.loads(self.run(["docker", "exec", node, "crictl", "inspect", cid], "crictl inspect"))
-        pid = int(info["info"]["pid"])
-        self.run(["docker", "exec", node, "kill", "-STOP", str(pid)], f"freeze {name}")
-        rules = reject_rules((pod.get("status") or {}).get("podIP", ""), container_ports(pod, container))
-        frozen = self.state.read().get("frozen", [])
-        self.state.update(frozen=frozen + [{"pod": name, "container": container, "node": node, "pid": pid, "rules": rules}])
-        for rule in rules:
-            self.run(["docker", "exec", node, "iptables", "-I", "FORWARD", "1", *rule], f"cut {name} off")
-
     def restore(self) -> None:
-        """Start stopped nodes (waiting for Ready), thaw frozen proxies, clear injected faults."""
-        for node in self.stopped_nodes():
-            self.run(["docker", "start", node], f"docker start {node}", timeout=90)
-            self.kubectl.run("wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s", namespace=None,
-                             timeout=210, what=f"node {node} did not come back")
-        for frozen in self.state.read().get("frozen", []):
-            self.runner.run(["docker", "exec", frozen["node"], "kill", "-CONT", str(frozen["pid"])])
-            for rule in frozen.get("rules", []):
-                self.runner.run(["docker", "exec", frozen["node"], "iptables", "-D", "FORWARD", *rule])
-        if self.state.read():
-            self.state.update(frozen=[])
+        """Undo kill() (nodes, proxies, control plane; see KindFaults), then clear injected faults."""
+        self.restore_faults()
         super().restore()
+
+    # ---- stage 5: Istio --------------------------------------------------------------------------
+    def install_mesh(self) -> None:
+        """Install the pinned Istio (istiod, root namespace mesh-system, the trace filter) and pull the sidecar image
+        into the nodes first. Injection is asked for per pod by stage 5's manifests (label_injection for a namespace)."""
+        self.preload(istio.images())
+        self.remember_istio(istio.install(self.runner, self.kubectl.context, self.say))
+
+    def label_injection(self, namespace: str = "default") -> None:
+        """`kubectl label namespace NS istio-injection=enabled --overwrite`: every new pod there gets a sidecar."""
+        istio.label_injection(self.kubectl, namespace)
+
+    def capabilities(self) -> set[str]:
+        """kind owns its cluster: it can stop nodes and hold proxies and the control plane down until restore()."""
+        return super().capabilities() | {"kill-node", "hold-proxy", "kill-control-plane", "multi-node"}
 
     def logs(self, dest: Path) -> Path:
         """`kind export logs` (nodes, kubelet, containerd) into dest/kind, then every container's log."""

@@ -10,6 +10,11 @@ Stage manifests name no namespace, so `kubectl -n meshlab-<learner> apply` place
 object that names another namespace). Limits of a shared cluster: kill(proxy=...) SIGTERMs the proxy and the
 kubelet restarts it at once; stage 3's node proxies bind hostPort 15001 on every node, so only one learner
 per node can run stage 3 at a time (the others' node proxies stay Pending).
+
+Stage 5 uses the cluster's own Istio (install_mesh() finds istiod and refuses without one); meshlab never
+installs or stops it. The trace EnvoyFilter goes into the learner's namespace, so it touches only their
+sidecars. A revision-only Istio needs the namespace label istio.io/rev=REV (which also injects the learner's
+Traefik); an Istio sidecar is killed through its agent (pilot-agent request POST quitquitquit).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import re
 import shutil
 
-from . import traefik
+from .. import manifests
+from . import istio, traefik
 from .base import Availability, MeshlabError
 from .cluster import ClusterBackend, KUBECTL_HINTS, OWNED_LABEL, current_context, os_hint
 from .kubectl import Kubectl, Runner, check, not_found
@@ -110,13 +116,57 @@ class KubeBackend(ClusterBackend):
         return self.forward(self.namespace, traefik.NAME, 80)
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
-        """SIGTERM the proxy (PID 1 of its container) with `kubectl exec ... sh -c 'kill 1'`.
+        """SIGTERM the proxy (PID 1 of its container) with `kubectl exec ... sh -c 'kill 1'`; an Istio sidecar is
+        told to quit through its agent (`pilot-agent request POST quitquitquit`: Envoy exits, then the agent).
 
         The kube backend cannot reach the nodes, so the kubelet restarts the container at once
         (restartPolicy Always): the proxy is down for a moment, not until restore()."""
         meta = pod["metadata"]
-        self.kubectl.run("exec", meta["name"], "-c", container, "--", "sh", "-c", "kill 1",
+        command = ["pilot-agent", "request", "POST", "quitquitquit"] if container == istio.PROXY_CONTAINER else \
+            ["sh", "-c", "kill 1"]
+        self.kubectl.run("exec", meta["name"], "-c", container, "--", *command,
                          namespace=meta["namespace"], what=f"kill proxy {meta['name']}/{container}")
+
+    def kill_pod(self, name: str) -> list[str]:
+        """Force-delete a pod of the lab; the class's shared istiod is refused."""
+        if name in ("istiod", "control-plane"):
+            raise MeshlabError("the kube backend shares istiod with the whole class: meshlab does not stop it",
+                               "use the kind or local backend to take the control plane down")
+        return super().kill_pod(name)
+
+    def check_namespace(self, namespace: str) -> None:
+        """A learner acts only in their own namespace."""
+        if namespace != self.namespace:
+            raise MeshlabError(f"namespace {namespace} is not this lab's ({self.namespace})", "name a workload of your lab")
+
+    # ---- stage 5: the cluster's Istio ------------------------------------------------------------
+    def install_mesh(self) -> None:
+        """Find the cluster's Istio (refused when there is none); with a revision-only install, label the namespace
+        istio.io/rev=REV so injection works; stamp trace hops with an EnvoyFilter in the lab's namespace."""
+        found = istio.find(self.runner, self.kubectl.context)
+        self.remember_istio(found)
+        self.say(f"using the cluster's Istio {found.version or '(version unknown)'} in {found.namespace}"
+                 + (f", revision {found.revision}" if found.revision else ""))
+        if not istio.version_ok(found.version):
+            self.say(f"note: meshlab is tested with Istio {istio.VERSION}; this cluster runs {found.version or 'another'}")
+        root = istio.mesh_root(self.runner, self.kubectl.context, found)
+        if root != istio.ROOT_NAMESPACE:
+            self.say(f"note: this mesh's root namespace is {root}, not {istio.ROOT_NAMESPACE}: on a shared cluster, "
+                     "write policy for your namespace only")
+        if found.revision:
+            istio.label_injection(self.kubectl, self.namespace, found.revision)
+        result = self.kubectl.call("apply", "-f", "-", input=manifests.dump([istio.trace_filter(self.namespace)]))
+        if result.returncode != 0:
+            self.say(f"note: traces will not show sidecar hops (EnvoyFilter refused: {result.stderr.strip()[:120]})")
+
+    def label_injection(self, namespace: str | None = None) -> None:
+        """Label the lab's namespace for injection (istio-injection=enabled, or the cluster's revision)."""
+        self.check_namespace(namespace or self.namespace)
+        istio.label_injection(self.kubectl, self.namespace, self.istio_found().revision)
+
+    def capabilities(self) -> set[str]:
+        """A shared cluster: no nodes to stop, proxies restart at once, istiod is not the learner's."""
+        return super().capabilities() | {"shared-cluster"}
 
     def kill_node(self, node: str) -> list[str]:
         """Refused: nodes of a shared cluster are not the learner's to stop."""

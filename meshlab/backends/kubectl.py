@@ -11,7 +11,9 @@ from ..manifests import dump
 from .base import ContainerInfo, MeshlabError, NodeInfo, PodInfo, ProxyInfo
 
 PROXY_ROLE_LABEL = "meshlab.io/proxy-role"
-PROXY_IMAGES = ("envoy", "traefik")
+PROXY_IMAGES = ("envoy", "traefik", "proxyv2")  # proxyv2: Istio's sidecar (pilot-agent + Envoy)
+PROXY_CONTAINERS = ("istio-proxy",)
+CONTROL_PLANE_APPS = ("istiod", "meshlab-controlplane")
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
 WORKLOAD_KINDS = ("deployments", "daemonsets", "statefulsets")
 
@@ -114,11 +116,27 @@ def is_proxy_image(image: str) -> bool:
     return any(p in name for p in PROXY_IMAGES)
 
 
+def long_running(spec: dict) -> list[dict]:
+    """The pod's containers plus native sidecars (init containers with restartPolicy Always, as Istio may inject)."""
+    sidecars = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    return sidecars + list(spec.get("containers") or [])
+
+
+def is_proxy(container: dict) -> bool:
+    """Whether a container is a proxy: a known proxy image, or Istio's istio-proxy."""
+    return container.get("name") in PROXY_CONTAINERS or is_proxy_image(container.get("image", ""))
+
+
+def is_control_plane(pod: dict) -> bool:
+    """Whether a pod is a mesh control plane (istiod, meshlab's own, or labelled with role control-plane)."""
+    return labels(pod).get("app") in CONTROL_PLANE_APPS or labels(pod).get(PROXY_ROLE_LABEL) == "control-plane"
+
+
 def proxy_container(pod: dict) -> tuple[str, str] | None:
     """(container name, role) of the pod's proxy: role from the meshlab.io/proxy-role label,
     else `sidecar` when an Envoy runs beside an app container, else `proxy`."""
-    containers = (pod.get("spec") or {}).get("containers") or []
-    proxies = [c for c in containers if is_proxy_image(c.get("image", ""))]
+    containers = long_running(pod.get("spec") or {})
+    proxies = [c for c in containers if is_proxy(c)]
     role = labels(pod).get(PROXY_ROLE_LABEL)
     if not proxies and role and len(containers) == 1:
         proxies = containers
@@ -139,22 +157,33 @@ def proxy_name(pod: dict) -> str:
 def app_container(pod: dict) -> tuple[str, int] | None:
     """(name, first containerPort) of the pod's app container (the first that is not a proxy)."""
     for c in (pod.get("spec") or {}).get("containers") or []:
-        if not is_proxy_image(c.get("image", "")) and c.get("ports"):
+        if not is_proxy(c) and c.get("ports"):
             return c["name"], int(c["ports"][0]["containerPort"])
     return None
 
 
 def container_ports(pod: dict, container: str) -> list[int]:
     """The containerPorts of one container of a pod."""
-    for c in (pod.get("spec") or {}).get("containers") or []:
+    for c in long_running(pod.get("spec") or {}):
         if c.get("name") == container:
             return [int(p["containerPort"]) for p in c.get("ports") or [] if p.get("containerPort")]
     return []
 
 
+def pod_ports(pod: dict) -> list[int]:
+    """Every containerPort of every container of a pod (what an intercepting sidecar stands in front of)."""
+    return sorted({port for c in long_running(pod.get("spec") or {}) for port in container_ports(pod, c["name"])})
+
+
+def statuses(pod: dict) -> list[dict]:
+    """Container statuses of a pod, native sidecars included."""
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
 def container_id(pod: dict, container: str) -> str:
     """The runtime id of a running container (without the `containerd://` prefix), or ""."""
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+    for status in statuses(pod):
         if status.get("name") == container:
             return (status.get("containerID") or "").split("://")[-1]
     return ""
@@ -172,10 +201,10 @@ def _container_state(status: dict) -> str:
 def pod_info(pod: dict, cluster: str = "", killed: frozenset = frozenset()) -> PodInfo:
     """A PodInfo from a Pod object; `killed` holds (pod, container) pairs meshlab has frozen."""
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
-    statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
+    by_name = {s.get("name"): s for s in statuses(pod)}
     containers = []
-    for c in spec.get("containers") or []:
-        s = statuses.get(c["name"], {})
+    for c in long_running(spec):
+        s = by_name.get(c["name"], {})
         state = "killed" if (meta.get("name"), c["name"]) in killed else _container_state(s) if s else "waiting"
         containers.append(ContainerInfo(c["name"], c.get("image", ""), state, restarts=int(s.get("restartCount", 0))))
     ready = any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in status.get("conditions") or [])

@@ -90,8 +90,9 @@ def _draw_edges(g, ids: _Ids, topo: Topology) -> None:
     top = max([e.count or 0 for e in topo.edges] + [1])
     for e in topo.edges:
         if e.kind == "config":
-            g.edge(ids(e.src), ids(e.dst), style="dashed", color=style.CONFIG, arrowhead="vee",
-                   constraint="false", tooltip="config push (xDS)")
+            g.edge(ids(e.src), ids(e.dst), style="dashed", color=style.DOWN if e.failed else style.CONFIG,
+                   arrowhead="vee", constraint="false",
+                   tooltip="no config push: the control plane is down" if e.failed else "config push (xDS)")
             continue
         attrs = dict(label=e.describe(), tooltip=e.describe() or "call")
         if e.count:

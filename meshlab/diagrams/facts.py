@@ -51,9 +51,17 @@ def from_facts(pods=(), nodes=(), proxies=(), traffic=None, title: str = "Live l
         down = str(p.state).lower() not in _UP or (host is not None and host[1] and p.role != "sidecar")
         topo.proxies.append(Proxy(p.name, p.role, p.pod, p.node, cluster, down))
     topo.services = list(dict.fromkeys(p.service for p in topo.pods if p.service))
+    _config_pushes(topo)
     if traffic is not None:
         add_traffic(topo, traffic)
     return topo
+
+
+def _config_pushes(topo: Topology) -> None:
+    """A dashed push from each cluster's control plane to every sidecar it configures (red while it is down)."""
+    for cp in (p for p in topo.proxies if p.role == "control-plane"):
+        for sidecar in (p for p in topo.proxies if p.role == "sidecar" and p.cluster == cp.cluster):
+            topo.edge(cp.id, sidecar.id, kind="config").failed = int(cp.down)
 
 
 def from_lab(lab, traffic=None, title: str = "Live lab") -> Topology:

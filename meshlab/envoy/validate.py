@@ -46,9 +46,36 @@ def shorten(message: str) -> str:
     return f"at {match.group(1).rstrip(':')}: {match.group(2).strip()}" if match else message
 
 
+def snake(name: str) -> str:
+    """`VirtualHosts[0]` -> `virtual_hosts[0]` (protoc-gen-validate names fields in CamelCase)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def constraint_reason(text: str) -> str | None:
+    """`Proto constraint validation failed (A: ... | caused by B.X: ... | caused by field: "f", reason: r)` ->
+    `at x.f: r`, the field path and Envoy's reason, without the nesting."""
+    if "Proto constraint validation failed" not in text:
+        return None
+    parts = [p.strip() for p in re.split(r"\| caused by", text.split("Proto constraint validation failed", 1)[1])]
+    path = [snake(m.group(1)) for p in parts if (m := re.match(r"\(?\w+ValidationError\.(\w+(?:\[\d+\])?)", p))]
+    last = re.search(r'field: "([^"]+)", reason: ([^)|]+)', parts[-1])
+    if last:
+        path.append(last.group(1))
+        return f"at {'.'.join(path)}: {last.group(2).strip()}"
+    reason = re.sub(r"^\(?\w+ValidationError\.\w+(\[\d+\])?: ", "", parts[-1]).rstrip(")")
+    return f"at {'.'.join(path)}: {reason}" if path else reason
+
+
 def error_line(output: str) -> str:
-    """The one line of Envoy's output that says what is wrong."""
+    """The one line of Envoy's output that says what is wrong (its debug dump of the proto left out)."""
     lines = [line for line in output.splitlines() if line.strip()]
+    match = re.search(r"error initializing configuration '[^']*': (.*)", output, re.S)
+    if match:
+        body = match.group(1)
+        if body.lstrip().startswith("goo.gle/debug"):  # Envoy printed the offending proto before ': reason'
+            body = body.rsplit("\n: ", 1)[-1]
+        body = " ".join(body.split())
+        return (constraint_reason(body) or shorten(body))[:400]
     for line in lines:
         match = re.search(r"error initializing configuration '[^']*': (.*)", line)
         if match:

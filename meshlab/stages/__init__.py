@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import manifests
 from ..backends.base import MeshlabError
-from . import edge, info, pernode, router, shop, sidecar
+from . import controlplane, edge, info, pernode, router, shop, sidecar
 
 BUILDERS = {
     0: lambda: shop.documents(),
@@ -12,7 +12,9 @@ BUILDERS = {
     2: lambda: router.documents(),
     3: lambda: pernode.documents(),
     4: lambda: sidecar.documents(),
+    5: lambda **options: controlplane.documents(**options),
 }
+MESH_STAGES = {5}  # stages whose sidecars need a control plane (installed by the backend before applying)
 
 
 # Nodes the shop needs per stage where a node costs something (kind: one container each). Stage 3 is about
@@ -39,12 +41,21 @@ def number(stage) -> int:
         raise MeshlabError(f"unknown stage {stage!r}", f"choose one of {known}") from None
 
 
-def documents(stage) -> list[dict]:
-    """Every Kubernetes object a stage deploys (the same on every backend)."""
+def documents(stage, **options) -> list[dict]:
+    """Every Kubernetes object a stage deploys (the same on every backend); options such as injection=False."""
     n = number(stage)
     if n not in BUILDERS:
         raise MeshlabError(f"stage {n} ({info.get(n).key}) cannot be deployed yet", "this stage arrives in a later release")
-    return BUILDERS[n]()
+    try:
+        return BUILDERS[n](**options)
+    except TypeError:
+        raise MeshlabError(f"stage {n} ({info.get(n).key}) takes no option {', '.join(options)}",
+                           "only stage 5 takes injection=False (the brownfield start)") from None
+
+
+def needs_mesh(stage) -> bool:
+    """True when a stage's sidecars are configured by a control plane the backend provides."""
+    return number(stage) in MESH_STAGES
 
 
 def yaml_text(stage) -> str:

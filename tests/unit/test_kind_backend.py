@@ -9,7 +9,7 @@ import yaml
 from test_kube_backend import SHOP_PODS, FakeRunner, items, pod
 
 from meshlab import manifests
-from meshlab.backends import cluster, kind
+from meshlab.backends import cluster, kind, kindfaults
 from meshlab.backends.base import MeshlabError
 
 CLUSTER, CTX, PORT = "meshlab-t1", "kind-meshlab-t1", 30123
@@ -303,3 +303,83 @@ def test_availability_needs_a_running_docker_engine(runner, monkeypatch):
     assert nothing.missing == ["docker", "kind", "kubectl"] and len(nothing.hints) == 3
     monkeypatch.setattr(cluster.platform, "system", lambda: "Windows")
     assert "winget" in kind.KindBackend.availability(runner=FakeRunner(), which=lambda tool: None).hints[1]
+
+
+# ---- stage 5: Istio's sidecars and control plane, rollout restart -------------------------------------
+
+
+def test_kill_an_istio_sidecar_freezes_pilot_agent_and_envoy_and_cuts_every_pod_port(runner, state_home):
+    from istio_samples import injected
+
+    marker(state_home)
+    reviews = injected("reviews-v2-abc", "reviews", "v2", node="meshlab-t1-worker", ip="10.244.1.7")
+    runner.on("get", "pods", stdout=items(reviews))
+    runner.on("crictl", "inspect", stdout=json.dumps({"info": {"pid": 4100}}))
+    runner.on("docker", "exec", "meshlab-t1-worker", "sh", "-c", stdout="1 0\n4100 4000\n4120 4100\n4121 4120\n4200 1\n")
+    backend = make(runner)
+    assert backend.kill(proxy="reviews-v2-abc/istio-proxy") == ["reviews-v2-abc/istio-proxy"]
+    node = ["docker", "exec", "meshlab-t1-worker"]
+    rules = [["-d", "10.244.1.7", "-p", "tcp", "--dport", str(port), "-j", "REJECT", "--reject-with", "tcp-reset"]
+             for port in (9080, 15090)]  # the app's port too: the sidecar intercepts it
+    assert runner.argvs[-5:] == [node + ["crictl", "inspect", "id-reviews-v2-abc-istio-proxy"],
+                                 node + ["sh", "-c", kindfaults.PROCESS_TABLE],
+                                 node + ["kill", "-STOP", "4100", "4120", "4121"],
+                                 node + ["iptables", "-I", "FORWARD", "1", *rules[0]],
+                                 node + ["iptables", "-I", "FORWARD", "1", *rules[1]]]
+    assert [p.state for p in backend.proxies()] == ["killed"]
+    backend.restore()
+    assert node + ["kill", "-CONT", "4100", "4120", "4121"] in runner.argvs
+    assert node + ["iptables", "-D", "FORWARD", *rules[1]] in runner.argvs
+
+
+def test_the_process_table_script_lists_pid_and_parent():
+    import os
+    import subprocess
+
+    out = subprocess.run(["sh", "-c", kindfaults.PROCESS_TABLE], capture_output=True, text=True, check=True).stdout
+    table = dict(line.split() for line in out.splitlines())
+    assert table[str(os.getpid())] == str(os.getppid())
+    assert kindfaults.descendants("1 0\n10 1\n11 10\n12 11\n20 1\n", 10) == [11, 12]
+
+
+@pytest.mark.parametrize("name", ["istiod", "control-plane"])
+def test_kill_the_control_plane_scales_it_to_zero_until_restore(runner, state_home, name):
+    from istio_samples import istiod
+
+    marker(state_home)
+    runner.on("get", "pods", stdout=items(istiod(), SHOP_PODS[0]))
+    runner.on("get", "deployment", "istiod", "-o", "jsonpath={.spec.replicas}", stdout="1")
+    backend = make(runner)
+    assert backend.kill(pod=name) == ["istiod-5d8f7c9b4-q7x2m"]
+    assert runner.argvs[-1] == KUBECTL + ["-n", "istio-system", "scale", "deployment/istiod", "--replicas=0"]
+    assert not [a for a in runner.argvs if "delete" in a]
+    backend.restore()
+    scale = runner.argvs.index(KUBECTL + ["-n", "istio-system", "scale", "deployment/istiod", "--replicas=1"])
+    assert runner.argvs[scale + 1][-3:] == ["status", "deployment/istiod", "--timeout=180s"]
+    assert json.loads((state_home / "kind" / f"{CLUSTER}.json").read_text())["scaled"] == []
+
+
+def test_restart_rolls_a_deployment_and_returns_its_new_ready_pods(runner):
+    from istio_samples import deployment, injected
+
+    old = injected("reviews-v2-old", "reviews", "v2")
+    old["metadata"]["deletionTimestamp"] = "2026-07-20T10:00:00Z"
+    runner.on("get", "deployment", "reviews-v2", stdout=deployment("reviews-v2", "default", "python:3.12-slim"))
+    runner.on("get", "pods", "-l", stdout=items(old, injected("reviews-v2-new", "reviews", "v2")))
+    assert make(runner).restart("deployment/reviews-v2", timeout=45) == ["reviews-v2-new"]
+    assert runner.argvs == [KUBECTL + ["-n", "default", "rollout", "restart", "deployment/reviews-v2"],
+                            KUBECTL + ["-n", "default", "rollout", "status", "deployment/reviews-v2", "--timeout=45s"],
+                            KUBECTL + ["-n", "default", "get", "deployment", "reviews-v2", "-o", "json"],
+                            KUBECTL + ["-n", "default", "get", "pods", "-o", "json", "-l", "app=reviews,version=v2"]]
+    with pytest.raises(MeshlabError, match="give deployment/NAME"):
+        make(runner).restart("reviews-v2")
+
+
+def test_restart_reports_a_rollout_that_does_not_finish(runner):
+    runner.on("rollout", "status", stderr="error: timed out waiting for the condition", rc=1)
+    with pytest.raises(MeshlabError, match="deployment/ratings-v1 did not roll out in 60s"):
+        make(runner).restart("deployment/ratings-v1")
+
+
+def test_kind_capabilities():
+    assert {"restart", "mesh", "watch", "proxy-status", "kill-node", "hold-proxy"} <= make(FakeRunner()).capabilities()

@@ -56,8 +56,8 @@ def pods_of(stage: int, nodes=WORKERS[:2]) -> list[dict]:
 
 
 def test_nodes_per_stage():
-    assert [stages.nodes_for(s) for s in stages.deployable()] == [3] * 5  # local: unchanged
-    assert [stages.nodes_for(s, "kind") for s in stages.deployable()] == [2, 2, 2, 4, 2]
+    assert [stages.nodes_for(s) for s in stages.deployable()] == [3] * 6  # local: unchanged
+    assert [stages.nodes_for(s, "kind") for s in stages.deployable()] == [2, 2, 2, 4, 2, 2]
     assert stages.nodes_for("per-node", "kube") == 3
 
 

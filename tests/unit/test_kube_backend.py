@@ -342,3 +342,77 @@ def test_availability(runner):
     nocontext = FakeRunner().on("current-context", stderr="error: current-context is not set", rc=1)
     found = kube.KubeBackend.availability(runner=nocontext, which=lambda tool: "/usr/bin/" + tool)
     assert found.missing == ["a kubeconfig context"]
+
+
+# ---- stage 5: Istio on a shared cluster, restart, watch ------------------------------------------------
+
+KUBE = ["kubectl", "--context", CTX, "-n", NS]
+
+
+def test_kill_an_istio_sidecar_asks_its_agent_to_quit(runner):
+    from istio_samples import injected
+
+    runner.on("get", "pods", stdout=items(injected("reviews-v2-abc", "reviews", "v2", native=True, namespace=NS)))
+    assert make(runner).kill(proxy="sidecar") == ["reviews-v2-abc/istio-proxy"]
+    assert runner.argvs[-1] == KUBE + ["exec", "reviews-v2-abc", "-c", "istio-proxy", "--",
+                                       "pilot-agent", "request", "POST", "quitquitquit"]
+
+
+@pytest.mark.parametrize("name", ["istiod", "control-plane"])
+def test_the_shared_control_plane_is_not_the_learners_to_kill(runner, name):
+    with pytest.raises(MeshlabError, match="shares istiod with the whole class"):
+        make(runner).kill(pod=name)
+    assert runner.argvs == []
+
+
+def test_restart_stays_in_the_learners_namespace(runner):
+    from istio_samples import deployment, injected
+
+    runner.on("get", "deployment", "frontend-v1", stdout=deployment("frontend-v1", NS, "python:3.12-slim"))
+    runner.on("get", "pods", "-l", stdout=items(injected("frontend-v1-new", "frontend", "v1", namespace=NS)))
+    assert make(runner).restart("deploy/frontend-v1") == ["frontend-v1-new"]
+    assert runner.argvs[:2] == [KUBE + ["rollout", "restart", "deployment/frontend-v1"],
+                                KUBE + ["rollout", "status", "deployment/frontend-v1", "--timeout=60s"]]
+    with pytest.raises(MeshlabError, match="not this lab's"):
+        make(runner).restart("default/deployment/frontend-v1")
+
+
+def test_kube_capabilities_and_pod_get(runner):
+    from istio_samples import injected
+
+    backend = make(runner)
+    assert "shared-cluster" in backend.capabilities() and "kill-node" not in backend.capabilities()
+    runner.on("get", "pods", stdout=items(injected("frontend-v1-abc", "frontend", "v1", namespace=NS)))
+    runner.on("exec", stdout='{"status": 200}\n')
+    assert backend.pod_get("frontend", "/_meshlab/call?url=http%3A%2F%2Freviews%3A9080%2F", timeout=5) == '{"status": 200}\n'
+    argv = runner.argvs[-1]
+    assert argv[:9] == KUBE + ["exec", "frontend-v1-abc", "-c", "app"]
+    assert argv[-2:] == ["http://127.0.0.1:9080/_meshlab/call?url=http%3A%2F%2Freviews%3A9080%2F", "5"]
+
+
+def test_watch_lists_at_once_then_waits_for_a_change(runner):
+    from istio_samples import injected
+
+    from meshlab.backends import clustermesh
+
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": NS, "uid": "u1",
+                                                                    "resourceVersion": "10", "managedFields": [{}]},
+               "spec": {"ports": [{"port": 9080}]}, "status": {}}
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "reviews", "namespace": NS, "uid": "u2", "resourceVersion": "11"}, "spec": {"hosts": ["reviews"]}}
+    runner.on("get", "services,serviceaccounts", stdout=items(service))
+    runner.on("get", clustermesh.ISTIO_KINDS, stdout=items(vs))
+    runner.on("get", "pods", stdout=items(injected("reviews-v2-abc", "reviews", "v2", namespace=NS)))
+    backend = make(runner)
+    first = backend.watch(since=0, timeout=5)
+    assert first["revision"] == 1 and first["cluster"] == CTX
+    assert [o["kind"] for o in first["objects"]] == ["Service", "VirtualService"]
+    assert "managedFields" not in first["objects"][0]["metadata"] and "status" not in first["objects"][0]
+    assert first["pods"] == [{"name": "reviews-v2-abc", "namespace": NS, "ip": "10.244.1.7",
+                              "node": "meshlab-t1-worker", "labels": first["pods"][0]["labels"],
+                              "annotations": first["pods"][0]["annotations"], "service_account": "shop-reviews",
+                              "ready": True, "injected": True, "ports": {"http": 9080}}]
+    assert backend.watch(since=1, timeout=0)["revision"] == 1  # nothing changed: returns at the timeout
+    runner.on("get", clustermesh.ISTIO_KINDS, stderr='error: the server doesn\'t have a resource type', rc=1)
+    changed = backend.watch(since=1, timeout=5)
+    assert changed["revision"] == 2 and [o["kind"] for o in changed["objects"]] == ["Service"]

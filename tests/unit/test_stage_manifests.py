@@ -1,4 +1,4 @@
-"""The manifests of stages 0-4: valid Kubernetes, inside the local subset, wired the way each stage
+"""The manifests of stages 0-5: valid Kubernetes, inside the local subset, wired the way each stage
 says (who proxies what), and Envoy configs that Envoy itself accepts."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import asyncio
 import pytest
 import yaml
 
+import meshlab
 from meshlab import manifests, stages
 from meshlab.backends.local import envoy_patch, kinds
 from meshlab.stages import envoyconf, pernode, router, shop, sidecar
 
-STAGES = [0, 1, 2, 3, 4]
+STAGES = [0, 1, 2, 3, 4, 5]
 
 
 def of_kind(docs, kind):
@@ -157,3 +158,24 @@ def test_envoy_accepts_every_proxy_config(configmap, tmp_path):
         (tmp_path / name).write_text(text)
     boot = envoy_patch.patch_paths(yaml.safe_load(configmap["data"]["envoy.yaml"]), {"/etc/envoy": str(tmp_path)})
     assert asyncio.run(validate.check(boot)) is None
+
+
+def test_stage5_manifests_carry_no_proxy_only_the_request_for_one():
+    docs = stages.documents(5)
+    for doc in app_deployments(docs):
+        template = doc["spec"]["template"]
+        assert [c["name"] for c in template["spec"]["containers"]] == ["app"]
+        assert "HTTP_PROXY" not in env(template["spec"]["containers"][0])
+        assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+        assert template["spec"]["serviceAccountName"] == f"shop-{doc['metadata']['labels']['app']}"
+    assert {d["metadata"]["name"] for d in of_kind(docs, "ServiceAccount")} == {
+        "shop-frontend", "shop-catalog", "shop-reviews", "shop-ratings"}
+    assert not envoy_configmaps(docs)
+    assert stages.needs_mesh(5) and not any(stages.needs_mesh(s) for s in range(5))
+
+
+def test_stage5_brownfield_start_asks_for_no_sidecar():
+    docs = stages.documents(5, injection=False)
+    assert all("sidecar.istio.io/inject" not in d["spec"]["template"]["metadata"]["labels"] for d in app_deployments(docs))
+    with pytest.raises(meshlab.MeshlabError):
+        stages.documents(4, injection=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..base import Availability, Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo, ContainerInfo
 from . import paths, procs, rpc
+from .mesh_client import MeshClient
 
 START_TIMEOUT = 20.0
 START_ATTEMPTS = 3
@@ -20,7 +21,7 @@ RESTORE_WAIT = 30.0
 APP_PORT = 9080
 
 
-class LocalBackend(Backend):
+class LocalBackend(MeshClient, Backend):
     """Talks to the lab's supervisor process, starting it on up()."""
 
     name = "local"
@@ -102,9 +103,9 @@ class LocalBackend(Backend):
             proc.wait(timeout=10)  # reap it: no zombie left in the kernel
 
     # ---- objects -------------------------------------------------------------------------
-    def _call(self, method: str, **params):
+    def _call(self, method: str, wait: float = 120.0, **params):
         try:
-            return rpc.call(self.address, method, **params)
+            return rpc.request(self.address, method, params, timeout=wait)
         except (OSError, ConnectionError) as exc:
             raise MeshlabError(f"lab {self.lab} is not running ({exc.__class__.__name__})",
                                f"start it with meshlab.Lab('{self.lab}').up() or 'meshlab up --lab {self.lab}'") from None
@@ -133,7 +134,7 @@ class LocalBackend(Backend):
         deadline = time.monotonic() + timeout
         while True:
             pods = self.status()["pods"]
-            waiting = [p["name"] for p in pods if not p["ready"] and p["phase"] != "Killed"]
+            waiting = [p["name"] for p in pods if not p["ready"] and p["phase"] not in ("Killed", "Terminating")]
             if progress:
                 progress(len(pods) - len(waiting), len(pods))
             if not waiting:
@@ -154,6 +155,16 @@ class LocalBackend(Backend):
 
     def entrypoint(self) -> str:
         return self.status()["entrypoint"]
+
+    # ---- the mesh ------------------------------------------------------------------------
+    def capabilities(self) -> set[str]:
+        return {"watch", "mesh", "restart", "admin", "convergence", "proxy-status", "pod-get"}
+
+    def restart(self, ref: str, timeout: float = 60.0) -> list[str]:
+        return self._call("restart", wait=timeout + 15, ref=ref, timeout=timeout)
+
+    def watch(self, since: int = 0, timeout: float = 30.0) -> dict:
+        return self._call("watch", wait=timeout + 15, since=since, timeout=timeout)
 
     # ---- faults --------------------------------------------------------------------------
     def kill(self, pod=None, node=None, proxy=None) -> list[str]:

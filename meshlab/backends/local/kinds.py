@@ -21,6 +21,7 @@ _CONTAINER = {
 _POD_SPEC = {
     "containers": [_CONTAINER], "volumes": [{"name": ANY, "configMap": {"name": ANY, "items": ANY, "defaultMode": ANY}}],
     "terminationGracePeriodSeconds": ANY, "restartPolicy": ANY, "nodeSelector": ANY, "tolerations": ANY,
+    "serviceAccountName": ANY, "automountServiceAccountToken": ANY,
 }
 _TEMPLATE = {"metadata": _META, "spec": _POD_SPEC}
 _TOP = {"apiVersion": ANY, "kind": ANY, "metadata": _META}
@@ -28,6 +29,7 @@ _TOP = {"apiVersion": ANY, "kind": ANY, "metadata": _META}
 SCHEMAS = {
     ("v1", "Namespace"): {**_TOP},
     ("v1", "ConfigMap"): {**_TOP, "data": ANY},
+    ("v1", "ServiceAccount"): {**_TOP, "automountServiceAccountToken": ANY},
     ("v1", "Service"): {**_TOP, "spec": {
         "type": ANY, "selector": ANY, "clusterIP": ANY,
         "ports": [{"name": ANY, "port": ANY, "targetPort": ANY, "protocol": ANY, "appProtocol": ANY}]}},
@@ -40,6 +42,9 @@ SCHEMAS = {
         "ingressClassName": ANY, "defaultBackend": ANY, "rules": ANY, "tls": ANY}},
     ("networking.k8s.io/v1", "IngressClass"): {**_TOP, "spec": {"controller": ANY}},
 }
+ISTIO_KINDS = {("networking.istio.io", "VirtualService"), ("networking.istio.io", "DestinationRule"),
+               ("security.istio.io", "PeerAuthentication"), ("security.istio.io", "AuthorizationPolicy")}
+ISTIO_VERSIONS = {"networking.istio.io": ("v1", "v1beta1", "v1alpha3"), "security.istio.io": ("v1", "v1beta1")}
 SUPPORTED_FIELDPATHS = {"metadata.name", "metadata.namespace", "spec.nodeName", "status.podIP",
                         "status.hostIP", "spec.serviceAccountName"}
 SUPPORTED_IMAGES = ("envoyproxy/envoy", "python")
@@ -50,6 +55,10 @@ def check_supported(doc: dict, source: str = "<yaml>") -> None:
     """Raise a one-line error naming the first kind or field the local runtime cannot run."""
     key = (doc.get("apiVersion"), doc.get("kind"))
     name = (doc.get("metadata") or {}).get("name")
+    if is_istio(doc):
+        from ...controlplane import schema  # the control plane owns the Istio subset, on every backend
+
+        return schema.check(doc, source)
     if key not in SCHEMAS:
         raise MeshlabError(f"{source}: {key[1]}/{name}: kind {key[1]} ({key[0]}) is not supported by the local backend", HINT)
     _walk(doc, SCHEMAS[key], f"{key[1]}/{name}", "", source)
@@ -62,6 +71,12 @@ def check_supported(doc: dict, source: str = "<yaml>") -> None:
     template = (doc.get("spec") or {}).get("template")
     if template:
         _check_containers(template.get("spec") or {}, f"{key[1]}/{name}", source)
+
+
+def is_istio(doc: dict) -> bool:
+    """True for the Istio kinds (and API versions) the local runtime stores for its control plane."""
+    group, _, version = str(doc.get("apiVersion", "")).rpartition("/")
+    return (group, doc.get("kind")) in ISTIO_KINDS and version in ISTIO_VERSIONS.get(group, ())
 
 
 def _walk(value, schema, ref: str, path: str, source: str) -> None:

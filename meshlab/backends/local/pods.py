@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -16,6 +17,12 @@ from . import envoy_patch, procs, volumes
 RESTART_BACKOFF = (0.5, 1, 2, 4, 8)
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 POD_LOCAL_URL = re.compile(r"(?<=://)(?:127\.0\.0\.1|localhost)(?=[:/]|$)")
+ARG_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand_refs(text: str, env: dict) -> str:
+    """Kubernetes' $(VAR) expansion of command/args from the container's env; $$ escapes, unknown refs stay."""
+    return ARG_REF.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
 
 
 def envoy_binary() -> str:
@@ -71,6 +78,7 @@ class Pod:
     folder: Path
     dns: tuple
     cluster: str = ""
+    api: str = ""  # the supervisor's address, as MESHLAB_API (local-only injection 4)
     annotations: dict = field(default_factory=dict)
     containers: list = field(default_factory=list)
     probe_ok: dict = field(default_factory=dict)
@@ -105,11 +113,14 @@ class Pod:
 
     # ---- processes -----------------------------------------------------------------------
     def env_for(self, container: dict) -> dict:
-        """The container's environment: its env list (downward API, $(VAR)) plus the lab DNS."""
+        """The container's environment: its env list (downward API, $(VAR)) plus the lab DNS and API."""
         field_values = {"metadata.name": self.name, "metadata.namespace": self.namespace, "spec.nodeName": self.node,
-                        "status.podIP": self.ip, "status.hostIP": self.host_ip, "spec.serviceAccountName": "default"}
+                        "status.podIP": self.ip, "status.hostIP": self.host_ip,
+                        "spec.serviceAccountName": self.spec.get("serviceAccountName") or "default"}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.folder), "HOSTNAME": self.name,
                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "MESHLAB_DNS": f"{self.dns[0]}:{self.dns[1]}"}
+        if self.api:
+            env["MESHLAB_API"] = self.api
         for item in container.get("env") or []:
             ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             value = field_values.get(ref, "") if ref else str(item.get("value", ""))
@@ -120,7 +131,9 @@ class Pod:
     def argv_for(self, container: dict) -> list[str]:
         """The local command line of a container (image -> local program, paths -> volumes)."""
         mounts = self.mounts(container)
-        argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+        env = self.env_for(container)
+        declared = {item["name"]: env[item["name"]] for item in container.get("env") or [] if item["name"] in env}
+        argv = [expand_refs(str(a), declared) for a in (container.get("command") or []) + (container.get("args") or [])]
         if is_envoy(container):
             if not argv or not argv[0].endswith("envoy"):
                 argv = ["envoy"] + (argv or ["-c", "/etc/envoy/envoy.yaml"])
@@ -138,6 +151,10 @@ class Pod:
                 index = args.index(flag) + 1
                 local = envoy_patch.patch_paths(args[index], mounts)
                 args[index] = str(self._local_bootstrap(container, local, mounts))
+        if "--config-yaml" in args and args.index("--config-yaml") + 1 < len(args):
+            index = args.index("--config-yaml") + 1
+            config = yaml.safe_load(args[index]) or {}
+            args[index] = json.dumps(self._patched_bootstrap(container, config), separators=(",", ":"))
         if "--disable-hot-restart" not in args:
             args.append("--disable-hot-restart")
         if "--concurrency" not in args:
@@ -151,13 +168,18 @@ class Pod:
         except FileNotFoundError:
             raise MeshlabError(f"Pod/{self.name}: container {container['name']}: Envoy config {path} not found",
                                "mount the ConfigMap that holds the bootstrap at that path") from None
-        config = envoy_patch.patch_bootstrap(config, self.ip, mounts, self.dns)
-        admin = ((config.get("admin") or {}).get("address") or {}).get("socket_address") or {}
-        if admin.get("port_value"):
-            self.container(container["name"]).admin = f"http://{admin.get('address')}:{admin['port_value']}"
+        config = self._patched_bootstrap(container, config, mounts)
         out = self.folder / f"{container['name']}.bootstrap.yaml"
         out.write_text(yaml.safe_dump(config, sort_keys=False))
         return out
+
+    def _patched_bootstrap(self, container: dict, config: dict, mounts: dict | None = None) -> dict:
+        """The local Envoy patch of a bootstrap (file or --config-yaml); records the container's admin URL."""
+        config = envoy_patch.patch_bootstrap(config, self.ip, mounts or self.mounts(container), self.dns)
+        admin = ((config.get("admin") or {}).get("address") or {}).get("socket_address") or {}
+        if admin.get("port_value"):
+            self.container(container["name"]).admin = f"http://{admin.get('address')}:{admin['port_value']}"
+        return config
 
     def container(self, name: str) -> Container:
         """A container by name."""
@@ -222,7 +244,8 @@ class Pod:
     # ---- status --------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return all(c.state() == "running" and self.probe_ok.get(c.name, False) for c in self.containers)
+        """Every container running and passing its probe; a terminating pod is never ready."""
+        return not self.deleting and all(c.state() == "running" and self.probe_ok.get(c.name, False) for c in self.containers)
 
     def pids(self) -> list[tuple[int, int | None]]:
         """(pid, start time) of every running process."""
@@ -230,7 +253,9 @@ class Pod:
 
     def info(self) -> PodInfo:
         """The pod as a PodInfo."""
-        if any(c.held for c in self.containers) and not any(c.state() == "running" for c in self.containers):
+        if self.deleting:
+            phase = "Terminating"
+        elif any(c.held for c in self.containers) and not any(c.state() == "running" for c in self.containers):
             phase = "Killed"
         elif self.ready:
             phase = "Running"

@@ -10,11 +10,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..base import MeshlabError, NodeInfo, ProxyInfo
-from . import envoy_check, ingress, kinds, network, probes, procs, workloads
+from ..base import MeshlabError
+from . import envoy_check, ingress, inject, kinds, mesh_check, network, probes, procs, rollout, rpc, watch, workloads
+from .faults import Faults
 from .forwarder import Forwarder
-from .paths import write_state
+from .paths import socket_address, write_state
 from .pods import Pod
+from .views import Views
 
 TICK = 0.2
 
@@ -37,7 +39,14 @@ def key_of(doc: dict) -> tuple:
     return doc["kind"], ns, meta["name"]
 
 
-class Runtime:
+def stamped(doc: dict, previous: dict | None) -> dict:
+    """The object with metadata.creationTimestamp as the API server keeps it (set on create, kept on update)."""
+    created = ((previous or {}).get("metadata") or {}).get("creationTimestamp") \
+        or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {**doc, "metadata": {**doc["metadata"], "creationTimestamp": created}}
+
+
+class Runtime(Faults, Views):
     """Everything a local lab runs, owned by the supervisor's event loop."""
 
     def __init__(self, folder: Path, octet: int, nodes: int, state: dict):
@@ -52,29 +61,36 @@ class Runtime:
         self.projected: dict[tuple, str] = {}
         self.next_probe: dict[tuple, float] = {}
         self.dirty = True
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
         self.synced_ready: dict[str, bool] = {}  # pod readiness when endpoints were last synced
+        self.revisions = watch.Revisions()
+        self.api = rpc.printable(socket_address(folder))  # MESHLAB_API of every container
+        self.terminating: dict[str, float] = {}  # pod name -> when its grace period ends
 
     # ---- objects -------------------------------------------------------------------------
     async def apply(self, docs: list[dict], source: str) -> list[str]:
         """Store objects (after the local-subset check) and reconcile."""
         for doc in docs:
             kinds.check_supported(doc, source)
+        docs = [stamped(doc, self.objects.get(key_of(doc))) for doc in docs]
         await envoy_check.check(self.objects, docs, self.octet, self.dns, source)
-        async with self._lock:
+        await mesh_check.check(self.objects, self.pods.values(), docs, source)
+        async with self.lock:
             refs = []
             for doc in docs:
                 self.objects[key_of(doc)] = doc
                 refs.append(f"{doc['kind']}/{doc['metadata']['name']}")
-            await self._reconcile()
-            return refs
+            await self.reconcile()
+        await self.revisions.bump()
+        return refs
 
     async def delete(self, docs: list[dict]) -> list[str]:
         """Remove objects and reconcile."""
-        async with self._lock:
+        async with self.lock:
             refs = [f"{d['kind']}/{d['metadata']['name']}" for d in docs if self.objects.pop(key_of(d), None)]
-            await self._reconcile()
-            return refs
+            await self.reconcile()
+        await self.revisions.bump()
+        return refs
 
     def of_kind(self, kind: str) -> list[dict]:
         """Stored objects of one kind."""
@@ -84,7 +100,7 @@ class Runtime:
         return self.objects.get(("ConfigMap", namespace, name))
 
     # ---- reconcile -----------------------------------------------------------------------
-    async def _reconcile(self) -> None:
+    async def reconcile(self) -> None:
         """Bring pods, volumes, listeners and the edge in line with the stored objects."""
         self._sync_edge()
         self._sync_workloads()
@@ -111,11 +127,11 @@ class Runtime:
             for doc in self.of_kind(kind):
                 owners[workloads.owner_ref(doc)] = doc
         for pod in list(self.pods.values()):
-            if pod.owner not in owners:
+            if pod.owner not in owners and not pod.deleting:
                 self._remove_pod(pod)
         ready_nodes = [n.name for n in self.nodes.values() if n.ready]
         for ref, doc in owners.items():
-            owned = [p for p in self.pods.values() if p.owner == ref]
+            owned = [p for p in self.pods.values() if p.owner == ref and not p.deleting]
             if doc["kind"] == "Deployment":
                 load = {n: sum(1 for p in self.pods.values() if p.node == n) for n in self.nodes}
                 create, delete = workloads.deployment_plan(doc, owned, ready_nodes, load)
@@ -137,17 +153,30 @@ class Runtime:
                 break
         thash = workloads.template_hash(template)
         name = workloads.pod_name(doc["metadata"]["name"], thash, node_name if doc["kind"] == "DaemonSet" else None)
-        meta = template.get("metadata") or {}
-        pod = Pod(name=name, namespace=doc["metadata"].get("namespace", "default"), node=node_name, ip=ip,
-                  host_ip=node.ip, labels=dict(meta.get("labels") or {}), spec=template.get("spec") or {},
+        namespace = doc["metadata"].get("namespace", "default")
+        ns_doc = self.objects.get(("Namespace", None, namespace)) or {}
+        meta, spec = inject.inject(template.get("metadata") or {}, template.get("spec") or {},
+                                   (ns_doc.get("metadata") or {}).get("labels") or {})  # the admission webhook
+        pod = Pod(name=name, namespace=namespace, node=node_name, ip=ip,
+                  host_ip=node.ip, labels=dict(meta.get("labels") or {}), spec=spec,
                   owner=workloads.owner_ref(doc), template_hash=thash, folder=self.folder / "pods" / name,
-                  dns=self.dns, annotations=dict(meta.get("annotations") or {}))
+                  dns=self.dns, annotations=dict(meta.get("annotations") or {}), api=self.api)
         self.pods[name] = pod
         return pod
 
     def _remove_pod(self, pod: Pod) -> None:
+        """A serving pod leaves the endpoints first and is killed after its grace period; others go at once."""
+        grace = rollout.grace_seconds(pod.spec)
+        if pod.ready and grace > 0:
+            pod.deleting = True
+            self.terminating[pod.name] = time.monotonic() + grace
+            return
+        self._finish_pod(pod)
+
+    def _finish_pod(self, pod: Pod) -> None:
         pod.stop()
         self.pods.pop(pod.name, None)
+        self.terminating.pop(pod.name, None)
         shutil.rmtree(pod.folder, ignore_errors=True)
 
     def _sync_volumes(self) -> None:
@@ -209,52 +238,13 @@ class Runtime:
                 return ip
         raise MeshlabError("no ClusterIP left in this lab", "delete some Services")
 
-    def endpoints(self, namespace: str, service: str, port_ref) -> list[tuple[str, int]]:
-        """Ready pod addresses behind a Service port."""
-        svc = self.objects.get(("Service", namespace, service))
-        port = network.service_port(svc, port_ref) if svc else None
-        if port is None:
-            return []
-        selector = svc["spec"].get("selector") or {}
-        out = []
-        for pod in sorted(self.pods.values(), key=lambda p: p.name):
-            if pod.namespace == namespace and pod.ready and not pod.deleting and network.match_selector(selector, pod.labels):
-                target = network.target_port(pod.spec, port.get("targetPort", port["port"]))
-                if target:
-                    out.append((pod.ip, target))
-        return out
-
-    def host_port_backends(self, node: str, host_port) -> list[tuple[str, int]]:
-        """The ready pod on a node that claims a hostPort."""
-        for pod in self.pods.values():
-            if pod.node != node or not pod.ready:
-                continue
-            for container in pod.spec.get("containers") or []:
-                for port in container.get("ports") or []:
-                    if str(port.get("hostPort")) == str(host_port):
-                        return [(pod.ip, int(port["containerPort"]))]
-        return []
-
-    def resolve(self, name: str) -> list[str]:
-        """Cluster DNS for the lab DNS server."""
-        return network.resolve(name, self.cluster_ips, {n.name: n.ip for n in self.nodes.values()}, self.headless_ips())
-
-    def headless_ips(self) -> dict[tuple, list[str]]:
-        """(namespace, name) -> ready pod IPs of every headless Service."""
-        out = {}
-        for svc in self.of_kind("Service"):
-            if network.is_headless(svc):
-                ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
-                selector = svc["spec"].get("selector") or {}
-                out[(ns, name)] = [p.ip for p in sorted(self.pods.values(), key=lambda p: p.name)
-                                   if p.namespace == ns and p.ready and not p.deleting
-                                   and network.match_selector(selector, p.labels)]
-        return out
-
     # ---- the loop ------------------------------------------------------------------------
     async def tick(self) -> None:
         """Start/restart containers, run due probes, follow readiness changes."""
         now = time.monotonic()
+        for name, due in list(self.terminating.items()):
+            if now >= due:
+                self._finish_pod(self.pods[name]) if name in self.pods else self.terminating.pop(name)
         for pod in list(self.pods.values()):
             if not self.volumes_ready(pod):
                 continue
@@ -270,11 +260,16 @@ class Runtime:
         ready = {name: pod.ready for name, pod in self.pods.items()}
         if ready != self.synced_ready:  # also catches kill/restore made between ticks
             self.synced_ready = ready
-            async with self._lock:
-                await self._reconcile()
+            async with self.lock:
+                await self.reconcile()
+        await self.revisions.observe_pods(watch.pod_fingerprint(self.pods.values()))
         if self.dirty:
             self.save_state()
             self.dirty = False
+
+    async def restart(self, ref: str, timeout: float = 60.0) -> list[str]:
+        """`kubectl rollout restart` of a Deployment or DaemonSet; the new pod names once rolled out."""
+        return await rollout.restart(self, ref, timeout)
 
     async def _probe_due(self, now: float) -> None:
         jobs = []
@@ -295,84 +290,6 @@ class Runtime:
         results = await asyncio.gather(*(probes.probe(p, c) for p, c in jobs))
         for (pod, c), ok in zip(jobs, results):
             pod.probe_ok[c.name] = ok and c.state() == "running"
-
-    # ---- faults --------------------------------------------------------------------------
-    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
-        """Kill a pod (by name, or one pod of a workload/app), a node, or a proxy; held until restore."""
-        if node:
-            if node not in self.nodes:
-                raise MeshlabError(f"no node {node}", f"nodes are {', '.join(self.nodes)}")
-            self.nodes[node].ready = False
-            return [k for p in self.pods.values() if p.node == node for k in p.kill()] or [f"node/{node}"]
-        if pod:
-            return self._find_pod(pod).kill()
-        if proxy:
-            return [k for p, c in self._find_proxies(proxy) for k in p.kill(c.name)]
-        raise MeshlabError("kill needs pod=, node= or proxy=", "e.g. lab.kill(pod='ratings')")
-
-    def _find_pod(self, name: str) -> Pod:
-        if name in self.pods:
-            return self.pods[name]
-        matches = sorted((p for p in self.pods.values()
-                          if p.owner.split("/")[-1] == name or p.labels.get("app") == name), key=lambda p: p.name)
-        alive = [p for p in matches if p.ready] or matches
-        if not alive:
-            raise MeshlabError(f"no pod {name}", "see 'meshlab status' for pod names")
-        return alive[0]
-
-    def _find_proxies(self, name: str) -> list:
-        found = [(p, c) for p in self.pods.values() for c in p.containers if p.proxy_role(c)]
-        exact = [(p, c) for p, c in found if self.proxy_name(p, c) == name]
-        by_role = [(p, c) for p, c in found if p.proxy_role(c) == name]
-        result = exact or by_role
-        if not result:
-            raise MeshlabError(f"no proxy {name}", "see 'meshlab status' for proxy names, or give a role such as 'router'")
-        return result
-
-    @staticmethod
-    def proxy_name(pod: Pod, container) -> str:
-        """A proxy pod is named by its pod; a sidecar by pod/container."""
-        return f"{pod.name}/{container.name}" if pod.proxy_role(container) == "sidecar" else pod.name
-
-    def restore(self) -> None:
-        """Bring back killed nodes, pods and proxies."""
-        for node in self.nodes.values():
-            node.ready = True
-        for pod in self.pods.values():
-            pod.release()
-
-    # ---- views ---------------------------------------------------------------------------
-    def pod_infos(self) -> list[dict]:
-        return [p.info().to_dict() for p in sorted(self.pods.values(), key=lambda p: (p.node, p.name))]
-
-    def node_infos(self) -> list[dict]:
-        return [NodeInfo(n.name, n.ip, n.ready).to_dict() for n in self.nodes.values()]
-
-    def proxy_infos(self) -> list[dict]:
-        out = []
-        for pod in sorted(self.pods.values(), key=lambda p: (p.node, p.name)):
-            for c in pod.containers:
-                role = pod.proxy_role(c)
-                if role:
-                    out.append(ProxyInfo(self.proxy_name(pod, c), role, pod.name, pod.node, c.state(), c.admin).to_dict())
-        return out
-
-    def entrypoint(self) -> str:
-        """The edge when there is one, else the frontend Service's ClusterIP."""
-        if ("Deployment", ingress.EDGE_NAMESPACE, ingress.EDGE_NAME) in self.objects:
-            return f"http://{self.entry_ip}:{ingress.EDGE_PORT}"
-        for (ns, name), ip in self.cluster_ips.items():
-            if name == "frontend":
-                svc = self.objects[("Service", ns, name)]
-                return f"http://{ip}:{svc['spec']['ports'][0]['port']}"
-        return ""
-
-    def services(self) -> list[dict]:
-        ips = {**self.cluster_ips, **{key: "None" for key in self.headless_ips()}}
-        return [{"namespace": ns, "name": name, "cluster_ip": ip,
-                 "endpoints": [f"{a}:{p}" for port in self.objects[("Service", ns, name)]["spec"].get("ports") or []
-                               for a, p in self.endpoints(ns, name, port["port"])]}
-                for (ns, name), ip in sorted(ips.items())]
 
     # ---- state and teardown --------------------------------------------------------------
     def save_state(self) -> None:

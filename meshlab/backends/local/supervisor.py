@@ -102,7 +102,12 @@ class Supervisor:
         if method == "status":
             return {"lab": self.lab, "pods": rt.pod_infos(), "nodes": rt.node_infos(), "proxies": rt.proxy_infos(),
                     "services": rt.services(), "entrypoint": rt.entrypoint(), "owner": self.owner,
-                    "facts": self.state.get("facts", {})}
+                    "facts": self.state.get("facts", {}), "revision": rt.revisions.revision}
+        if method == "watch":
+            await rt.revisions.wait(int(params.get("since") or 0), float(params.get("timeout", 30.0)))
+            return rt.watch_payload()
+        if method == "restart":
+            return await rt.restart(params["ref"], float(params.get("timeout", 60.0)))
         if method == "remember":
             self.state.setdefault("facts", {}).update(params["facts"])
             rt.save_state()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 
+MAX_SURGE = 1  # Kubernetes' RollingUpdate maxSurge, with maxUnavailable 0
 NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -36,25 +37,34 @@ def schedule(template: dict, nodes: list[str], load: dict[str, int]) -> str | No
 
 
 def deployment_plan(doc: dict, pods: list, ready_nodes: list[str], load: dict[str, int]):
-    """(nodes to create pods on, pods to delete) for one Deployment; `pods` are the ones it owns."""
+    """(nodes to create pods on, pods to delete) for one Deployment; `pods` are the ones it owns (not terminating).
+    A changed template rolls with maxSurge 1, maxUnavailable 0: a new pod serves before an old one goes."""
     template = doc["spec"]["template"]
     current_hash = template_hash(template)
     replicas = doc["spec"].get("replicas", 1)
     current = [p for p in pods if p.template_hash == current_hash]
     old = [p for p in pods if p.template_hash != current_hash]
+    wanted = max(0, replicas - len(current))
+    if old:
+        wanted = min(wanted, max(0, replicas + MAX_SURGE - len(current) - len(old)))
     create, delete = [], []
     load = dict(load)
-    for _ in range(max(0, replicas - len(current))):
+    for _ in range(wanted):
         node = schedule(template, ready_nodes, load)
         if node is None:
             break
         create.append(node)
         load[node] = load.get(node, 0) + 1
     if len(current) > replicas:
-        extra = sorted(current, key=lambda p: (p.ready, p.name))[: len(current) - replicas]
-        delete += extra
-    if old and not create and all(p.ready for p in current if p not in delete):
-        delete += old  # rolling update: old pods go once the new ones serve
+        delete += sorted(current, key=lambda p: (p.ready, p.name))[: len(current) - replicas]
+    kept = [p for p in current if p not in delete]
+    spare = sum(p.ready for p in kept) + sum(p.ready for p in old) - replicas  # ready pods beyond the replicas
+    for pod in sorted(old, key=lambda p: (p.ready, p.name)):
+        if not pod.ready:
+            delete.append(pod)  # serves nothing: goes at once
+        elif spare > 0 and all(p.ready for p in kept):
+            delete.append(pod)
+            spare -= 1
     return create, delete
 
 

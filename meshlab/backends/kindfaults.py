@@ -1,0 +1,114 @@
+"""Faults on kind, held until restore(): stopped nodes, frozen proxies, a control plane scaled to zero.
+
+An Istio sidecar's main process is pilot-agent, with Envoy as its child: freezing it means SIGSTOP to the
+whole process tree of the container, and since the sidecar intercepts every port of its pod, the reject
+rules cover all of the pod's ports (callers are refused at once, as by a dead Envoy locally).
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import istio
+from .base import MeshlabError
+from .kubectl import container_id, container_ports, labels, pod_ports
+
+# In a node container: print "pid ppid" for every process (the node's PID namespace holds its pods' processes).
+PROCESS_TABLE = ('for f in /proc/[0-9]*/stat; do read -r l < "$f" 2>/dev/null || continue; '
+                 'set -- ${l##*) }; p=${f#/proc/}; echo "${p%/stat} $2"; done')
+
+
+def reject_rules(pod_ip: str, ports: list[int]) -> list[list[str]]:
+    """iptables FORWARD rules (match + target) that reset TCP connections to each of a pod's ports."""
+    return [["-d", pod_ip, "-p", "tcp", "--dport", str(port), "-j", "REJECT", "--reject-with", "tcp-reset"]
+            for port in ports if pod_ip]
+
+
+def descendants(table: str, pid: int) -> list[int]:
+    """Every process below `pid` in a "pid ppid" table, parents before children."""
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        out.append(child)
+        todo += children.get(child, [])
+    return out
+
+
+class KindFaults:
+    """Mixed into KindBackend: kill a node, freeze a proxy, stop the control plane; restore() undoes them."""
+
+    def stopped_nodes(self) -> list[str]:
+        """Node containers of this cluster that are not running (kill(node=...) stopped them)."""
+        out = self.run(["docker", "ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster_name}",
+                        "--filter", "status=exited", "--format", "{{.Names}}"], "docker ps")
+        return out.split()
+
+    def kill_node(self, node: str) -> list[str]:
+        """`docker stop` a worker's container; returns the pods that ran there. Down until restore()."""
+        names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
+        if node not in names:
+            raise MeshlabError(f"no node {node} in {self.cluster_name}", f"nodes are {', '.join(names)}")
+        if node.endswith("-control-plane"):
+            raise MeshlabError(f"refusing to stop {node}: it runs the Kubernetes API and the edge", "kill a worker node")
+        pods = [p["metadata"]["name"] for p in self.pod_objects() if (p.get("spec") or {}).get("nodeName") == node]
+        self.run(["docker", "stop", node], f"docker stop {node}", timeout=90)
+        return pods or [f"node/{node}"]
+
+    def kill_proxy_container(self, pod: dict, container: str) -> None:
+        """Freeze the proxy from its node: SIGSTOP its processes, and reject new connections to its ports
+        (see the kind module's docstring); both stay until restore()."""
+        name, node, cid = pod["metadata"]["name"], pod["spec"]["nodeName"], container_id(pod, container)
+        if not cid:
+            raise MeshlabError(f"proxy {name}/{container} is not running", "wait for lab.wait_ready()")
+        info = json.loads(self.run(["docker", "exec", node, "crictl", "inspect", cid], "crictl inspect"))
+        pid = int(info["info"]["pid"])
+        pids = [pid]
+        if container == istio.PROXY_CONTAINER:  # pilot-agent runs Envoy as its child
+            pids += descendants(self.run(["docker", "exec", node, "sh", "-c", PROCESS_TABLE], "list processes"), pid)
+        self.run(["docker", "exec", node, "kill", "-STOP", *map(str, pids)], f"freeze {name}")
+        ports = pod_ports(pod) if container == istio.PROXY_CONTAINER else container_ports(pod, container)
+        rules = reject_rules((pod.get("status") or {}).get("podIP", ""), ports)
+        frozen = self.state.read().get("frozen", [])
+        self.state.update(frozen=frozen + [{"pod": name, "container": container, "node": node, "pid": pid,
+                                            "pids": pids, "rules": rules}])
+        for rule in rules:
+            self.run(["docker", "exec", node, "iptables", "-I", "FORWARD", "1", *rule], f"cut {name} off")
+
+    def kill_control_plane(self, pod: dict) -> list[str]:
+        """Scale the control plane's Deployment (named after its app label) to zero until restore(): running
+        sidecars keep their last config; new pods cannot be injected or configured meanwhile."""
+        meta = pod["metadata"]
+        deployment, namespace = labels(pod).get("app") or meta["name"], meta["namespace"]
+        replicas = self.kubectl.run("get", "deployment", deployment, "-o", "jsonpath={.spec.replicas}",
+                                    namespace=namespace, what=f"kubectl get deployment {deployment}").strip()
+        scaled = self.state.read().get("scaled", [])
+        if not any(s["deployment"] == deployment and s["namespace"] == namespace for s in scaled):
+            self.state.update(scaled=scaled + [{"deployment": deployment, "namespace": namespace,
+                                                "replicas": int(replicas or 1)}])
+        self.kubectl.run("scale", f"deployment/{deployment}", "--replicas=0", namespace=namespace,
+                         what=f"stop the control plane {deployment}")
+        return [meta["name"]]
+
+    def restore_faults(self) -> None:
+        """Start stopped nodes (waiting for Ready), thaw frozen proxies, scale the control plane back."""
+        for node in self.stopped_nodes():
+            self.run(["docker", "start", node], f"docker start {node}", timeout=90)
+            self.kubectl.run("wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s", namespace=None,
+                             timeout=210, what=f"node {node} did not come back")
+        for frozen in self.state.read().get("frozen", []):
+            pids = frozen.get("pids") or [frozen["pid"]]
+            self.runner.run(["docker", "exec", frozen["node"], "kill", "-CONT", *map(str, pids)])
+            for rule in frozen.get("rules", []):
+                self.runner.run(["docker", "exec", frozen["node"], "iptables", "-D", "FORWARD", *rule])
+        for scaled in self.state.read().get("scaled", []):
+            target = f"deployment/{scaled['deployment']}"
+            self.kubectl.run("scale", target, f"--replicas={scaled['replicas']}", namespace=scaled["namespace"],
+                             what=f"start the control plane {scaled['deployment']}")
+            self.rollout([("deployment", scaled["deployment"], scaled["namespace"])], timeout=180)
+        if self.state.read():
+            self.state.update(frozen=[], scaled=[])

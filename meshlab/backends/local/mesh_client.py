@@ -1,0 +1,76 @@
+"""Stage 5 on the local backend, client side: install the control plane, ask it for sync state, reach pods."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from ..base import MeshlabError
+from . import network
+
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class MeshClient:
+    """The mesh half of LocalBackend (a mixin over its status/apply/watch calls)."""
+
+    def install_mesh(self, timeout: float = 30.0) -> None:
+        """Apply meshlab's control plane (controlplane/deploy.py) and wait until its pod is ready."""
+        from ...controlplane import deploy
+
+        self.apply(deploy.documents(), "meshlab-controlplane")
+        deadline = time.monotonic() + timeout
+        while True:
+            pods = [p for p in self.status()["pods"] if p["namespace"] == deploy.NAMESPACE
+                    and p["labels"].get("app") == deploy.NAME and p["phase"] != "Terminating"]
+            if pods and all(p["ready"] for p in pods):
+                return
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"the control plane did not get ready in {timeout:.0f}s",
+                                   f"look at its log in {self.folder / 'pods'}/{deploy.NAME}-*/logs/discovery.log")
+            time.sleep(0.1)
+
+    def revision(self) -> int:
+        """The runtime's current watch revision."""
+        return self.status()["revision"]
+
+    def proxy_status(self) -> dict:
+        """The control plane's /debug/syncz; no proxies while it does not answer (sidecars keep their config)."""
+        from ...controlplane import deploy
+
+        url = self.service_url(f"{deploy.NAME}.{deploy.NAMESPACE}", deploy.STATUS_PORT) + "/debug/syncz"
+        try:
+            return json.loads(DIRECT.open(url, timeout=5).read())
+        except (OSError, ValueError) as exc:
+            return {"revision": 0, "built_revision": 0, "version": "", "proxies": [],
+                    "error": f"the control plane does not answer: {getattr(exc, 'reason', exc)}"}
+
+    def pod_get(self, pod: str, path: str, timeout: float = 10.0) -> str:
+        """GET a path of a pod's app (its first app port), as `kubectl exec` of a client in the app container."""
+        entry = next((p for p in self.watch(0, 0)["pods"] if p["name"] == pod), None)
+        if entry is None or not entry["ports"]:
+            raise MeshlabError(f"pod {pod} has no app container with a port", "calls go to meshlab's sample app")
+        port = entry["ports"].get("http") or next(iter(entry["ports"].values()))
+        try:
+            return DIRECT.open(f"http://{entry['ip']}:{port}{path}", timeout=timeout).read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode(errors="replace")
+        except OSError as exc:
+            raise MeshlabError(f"pod {pod} did not answer {path}: {getattr(exc, 'reason', exc)}",
+                               "see lab.pods(): is it running?") from None
+
+    def service_url(self, host: str, port: int) -> str:
+        """`http://ADDRESS:PORT` of a Service by cluster DNS name, as a client outside the mesh reaches it."""
+        name, namespace = network.split_name(host)
+        services = [s for s in self.status()["services"] if s["name"] == name and namespace in (None, s["namespace"])]
+        services.sort(key=lambda s: s["namespace"] != "default")
+        if not services:
+            raise MeshlabError(f"no Service {host} in lab {self.lab}", "see 'meshlab status' for Services")
+        address = services[0]["cluster_ip"]
+        if address == "None":  # headless: a ready pod's own address
+            if not services[0]["endpoints"]:
+                raise MeshlabError(f"Service {host} has no ready endpoint", "see 'meshlab status'")
+            address = services[0]["endpoints"][0].rsplit(":", 1)[0]
+        return f"http://{address}:{port}"

@@ -1,0 +1,149 @@
+"""The Istio subset the local control plane serves: one table of fields, Istio's validation wording."""
+
+from __future__ import annotations
+
+from ..backends.base import MeshlabError
+from .schema_rules import (MapOf, Obj, Problem, Seq, dns_label, duration, enum, header_name, integer, labels,
+                           match_value, nonempty, percentage, regex, retry_on, string, walk)
+
+GROUP_VERSIONS = {"networking.istio.io": ("v1", "v1beta1", "v1alpha3"), "security.istio.io": ("v1", "v1beta1")}
+KINDS = {("networking.istio.io", "VirtualService"), ("networking.istio.io", "DestinationRule"),
+         ("security.istio.io", "PeerAuthentication"), ("security.istio.io", "AuthorizationPolicy")}
+UNSUPPORTED_HINT = ("the local control plane implements the Istio subset in docs/controlplane.md; "
+                    "use --backend kind for the full Istio API")
+INVALID_HINT = "Istio's validation webhook refuses this too; fix it and apply again (nothing was changed)"
+
+
+def _one_string_match(value) -> tuple[str, str] | None:
+    """A StringMatch sets exactly one of its kinds."""
+    present = [k for k in ("exact", "prefix", "regex") if k in value]
+    return None if len(present) == 1 else ("", "exactly one of exact, prefix, regex is required")
+
+
+def _total_weight(route) -> tuple[str, str] | None:
+    """Split traffic adds up to 100."""
+    if not isinstance(route, list) or len(route) < 2:
+        return None
+    total = sum(d.get("weight", 0) for d in route if isinstance(d, dict) and isinstance(d.get("weight", 0), int))
+    return None if total == 100 else ("route", f"total destination weight {total} != 100")
+
+
+def _unique_subsets(spec) -> tuple[str, str] | None:
+    """Subset names of a DestinationRule are unique."""
+    subsets = spec.get("subsets") if isinstance(spec.get("subsets"), list) else []
+    names = [s.get("name") for s in subsets if isinstance(s, dict)]
+    dupes = sorted({n for n in names if names.count(n) > 1 and n})
+    return ("subsets", f"duplicate subset names: {', '.join(dupes)}") if dupes else None
+
+
+def _percent(fields: dict, required: dict) -> Obj:
+    """A fault part: its own fields plus `percentage.value`."""
+    return Obj({**fields, "percentage": Obj({"value": percentage})}, required=required)
+
+
+STRING_MATCH = Obj({"exact": string, "prefix": string, "regex": regex}, rules=(_one_string_match,))
+SELECTOR = Obj({"matchLabels": labels})
+TRAFFIC_POLICY = Obj({
+    "loadBalancer": Obj({"simple": enum("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "UNSPECIFIED", "LEAST_CONN",
+                                        local_only=("PASSTHROUGH",))}),
+    "connectionPool": Obj({
+        "tcp": Obj({"maxConnections": integer(0, wording="max connections must be non-negative")}),
+        "http": Obj({"http1MaxPendingRequests": integer(0, wording="http1 max pending requests must be non-negative"),
+                     "http2MaxRequests": integer(0, wording="http2 max requests must be non-negative"),
+                     "maxRequestsPerConnection": integer(0, wording="max requests per connection must be non-negative"),
+                     "maxRetries": integer(0, wording="max retries must be non-negative")})}),
+    "outlierDetection": Obj({
+        "consecutive5xxErrors": integer(0, wording="outlier detection consecutive errors cannot be negative"),
+        "consecutiveGatewayErrors": integer(0, wording="outlier detection consecutive errors cannot be negative"),
+        "interval": duration, "baseEjectionTime": duration,
+        "maxEjectionPercent": integer(0, 100, wording="max ejection percent must be in range [0..100]")}),
+    "tls": Obj({"mode": enum("DISABLE", "ISTIO_MUTUAL", local_only=("SIMPLE", "MUTUAL"))},
+               required={"mode": "tls mode is required"}),
+})
+SOURCE = Obj({k: Seq(match_value) for k in ("principals", "notPrincipals", "namespaces", "notNamespaces")})
+OPERATION = Obj({k: Seq(match_value) for k in ("methods", "notMethods", "paths", "notPaths")})
+
+SPECS = {
+    "VirtualService": Obj({
+        "hosts": Seq(nonempty, empty="virtual service must have at least one host"),
+        "http": Seq(Obj({
+            "name": string,
+            "match": Seq(Obj({"name": string, "uri": STRING_MATCH, "headers": MapOf(header_name, STRING_MATCH)})),
+            "route": Seq(Obj({
+                "destination": Obj({"host": nonempty, "subset": dns_label,
+                                    "port": Obj({"number": integer(1, 65535,
+                                                                   "port number {v} must be in the range 1..65535")})},
+                                   required={"host": "destination must have a host"}),
+                "weight": integer(0, wording="weight {v} < 0")}, required={"destination": "destination is required"}),
+                empty="HTTP route or redirect or direct response is required"),
+            "retries": Obj({"attempts": integer(0, wording="attempts cannot be negative"), "perTryTimeout": duration,
+                            "retryOn": retry_on}),
+            "timeout": duration,
+            "fault": Obj({"delay": _percent({"fixedDelay": duration}, {"fixedDelay": "delay must have a fixedDelay"}),
+                          "abort": _percent({"httpStatus": integer(200, 599, "HTTP status {v} is not in range 200..599")},
+                                            {"httpStatus": "abort must have an httpStatus"})},
+                rules=(lambda f: None if f.get("delay") or f.get("abort")
+                       else ("", "fault must have at least delay or abort"),)),
+        }, required={"route": "HTTP route or redirect or direct response is required"}, rules=(
+            lambda http: _total_weight(http.get("route")),))),
+    }, required={"hosts": "virtual service must have at least one host"}),
+    "DestinationRule": Obj({
+        "host": nonempty,
+        "trafficPolicy": TRAFFIC_POLICY,
+        "subsets": Seq(Obj({"name": dns_label, "labels": labels, "trafficPolicy": TRAFFIC_POLICY},
+                           required={"name": "subset name is invalid: (empty)"})),
+    }, required={"host": "destination rule must have a host"}, rules=(_unique_subsets,)),
+    "PeerAuthentication": Obj({
+        "selector": SELECTOR,
+        "mtls": Obj({"mode": enum("UNSET", "DISABLE", "PERMISSIVE", "STRICT")}),
+    }),
+    "AuthorizationPolicy": Obj({
+        "selector": SELECTOR,
+        "action": enum("ALLOW", "DENY", local_only=("AUDIT", "CUSTOM")),
+        "rules": Seq(Obj({
+            "from": Seq(Obj({"source": SOURCE}, required={"source": "`source` must not be empty"}),
+                        empty="`from` must not be empty"),
+            "to": Seq(Obj({"operation": OPERATION}, required={"operation": "`operation` must not be empty"}),
+                      empty="`to` must not be empty"),
+        })),
+    }),
+}
+TOP = {"apiVersion", "kind", "metadata", "spec", "status"}
+
+
+def group_version(doc: dict) -> tuple[str, str]:
+    """("networking.istio.io", "v1") from a document's apiVersion."""
+    group, _, version = str(doc.get("apiVersion") or "").rpartition("/")
+    return group, version
+
+
+def is_istio(doc: dict) -> bool:
+    """Whether a document is an Istio object (any *.istio.io API group)."""
+    return isinstance(doc, dict) and group_version(doc)[0].endswith("istio.io")
+
+
+def check(doc: dict, source: str = "<yaml>") -> None:
+    """Raise a one-line MeshlabError naming the object and field when `doc` is outside the subset or invalid."""
+    group, version = group_version(doc)
+    kind = doc.get("kind")
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    ref = f"{source}: {kind}/{meta.get('name')}"
+    if (group, kind) not in KINDS:
+        raise MeshlabError(f"{ref}: kind {kind} ({doc.get('apiVersion')}) is not supported by the local backend",
+                           UNSUPPORTED_HINT)
+    if version not in GROUP_VERSIONS[group]:
+        raise MeshlabError(f"{ref}: apiVersion {doc.get('apiVersion')} is not served (use {group}/"
+                           f"{GROUP_VERSIONS[group][0]})", INVALID_HINT)
+    if not meta.get("name"):
+        raise MeshlabError(f"{ref}: metadata.name is required", INVALID_HINT)
+    for key in doc:
+        if key not in TOP:
+            raise MeshlabError(f"{ref}: field {key} is not supported by the local backend", UNSUPPORTED_HINT)
+    try:
+        walk(doc.get("spec") or {}, SPECS[kind], "spec")
+    except Problem as problem:
+        if problem.unsupported and not problem.message:
+            raise MeshlabError(f"{ref}: field {problem.path} is not supported by the local backend",
+                               UNSUPPORTED_HINT) from None
+        raise MeshlabError(f"{ref}: {problem.path}: {problem.message}",
+                           UNSUPPORTED_HINT if problem.unsupported else INVALID_HINT) from None

@@ -1,0 +1,143 @@
+"""Per-proxy xDS snapshots (LDS, RDS, CDS, EDS) built from the Model, versioned by their content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .model import Model, Pod
+from .translate import common
+from .translate.authz import rbac_filters
+from .translate.clusters import inbound_cluster, outbound_clusters
+from .translate.endpoints import load_assignments
+from .translate.listeners import app_port, inbound_listener, outbound_listener
+from .translate.mtls import workload_mode
+from .translate.routes import route_config_name, route_configuration
+
+LISTENER_TYPE = common.LISTENER
+ROUTE_TYPE = common.ROUTE_CONFIGURATION
+CLUSTER_TYPE = common.CLUSTER
+ENDPOINT_TYPE = common.CLUSTER_LOAD_ASSIGNMENT
+SECRET_TYPE = common.SECRET
+TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)  # Envoy's make-before-break order
+PROVIDED_SECRETS = frozenset({common.SECRET_CERT, common.SECRET_ROOT})  # the ADS server serves these over SDS
+NAME_FIELD = {ENDPOINT_TYPE: "cluster_name"}
+
+
+def content_version(resources: dict) -> str:
+    """A short hash of the content: unchanged resources keep their version."""
+    return hashlib.sha256(json.dumps(resources, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one proxy gets: resources[type_url][name] in Envoy's proto3 JSON (nested Any with @type)."""
+    version: str
+    resources: dict
+
+    @classmethod
+    def of(cls, resources: dict) -> "Snapshot":
+        """A snapshot whose version is its content hash."""
+        return cls(content_version(resources), resources)
+
+    def names(self, type_url: str) -> set[str]:
+        """Names of the resources of one type."""
+        return set(self.resources.get(type_url) or {})
+
+    def consistent(self) -> list[str]:
+        """Dangling references (RDS names, route clusters, EDS names, SDS secrets); empty when pushable."""
+        problems = [f"{type_url.rsplit('.', 1)[-1]} {name}: named {body.get(NAME_FIELD.get(type_url, 'name'))!r} inside"
+                    for type_url, items in self.resources.items() for name, body in items.items()
+                    if body.get(NAME_FIELD.get(type_url, "name")) != name]
+        routes, clusters, endpoints = self.names(ROUTE_TYPE), self.names(CLUSTER_TYPE), self.names(ENDPOINT_TYPE)
+        secrets = PROVIDED_SECRETS | self.names(SECRET_TYPE)
+        for name, listener in (self.resources.get(LISTENER_TYPE) or {}).items():
+            for hcm in _connection_managers(listener):
+                rds = (hcm.get("rds") or {}).get("route_config_name")
+                if rds is not None and rds not in routes:
+                    problems.append(f"listener {name}: route config {rds} (RDS) is not defined")
+                if hcm.get("route_config"):
+                    problems += _route_problems(f"listener {name}", hcm["route_config"], clusters)
+        for name, config in (self.resources.get(ROUTE_TYPE) or {}).items():
+            problems += _route_problems(f"route config {name}", config, clusters)
+        for name, cluster in (self.resources.get(CLUSTER_TYPE) or {}).items():
+            if cluster.get("type") == "EDS":
+                service = (cluster.get("eds_cluster_config") or {}).get("service_name") or name
+                if service not in endpoints:
+                    problems.append(f"cluster {name}: endpoints {service} (EDS) are not defined")
+        for type_url in (LISTENER_TYPE, CLUSTER_TYPE):
+            for name, body in (self.resources.get(type_url) or {}).items():
+                problems += [f"{type_url.rsplit('.', 1)[-1].lower()} {name}: secret {secret} (SDS) is not provided"
+                             for secret in sorted(_secret_names(body) - secrets)]
+        return problems
+
+
+def _connection_managers(listener: dict) -> list[dict]:
+    """The HttpConnectionManager configs of a listener's filter chains."""
+    return [f.get("typed_config") or {} for chain in listener.get("filter_chains") or []
+            for f in chain.get("filters") or [] if (f.get("typed_config") or {}).get("@type") == common.HCM]
+
+
+def route_clusters(config: dict) -> list[tuple[str, str]]:
+    """(virtual host, cluster) for every cluster a route config sends to, weighted ones included."""
+    out = []
+    for host in config.get("virtual_hosts") or []:
+        for route in host.get("routes") or []:
+            action = route.get("route") or {}
+            names = [action["cluster"]] if action.get("cluster") else []
+            names += [c["name"] for c in (action.get("weighted_clusters") or {}).get("clusters") or []]
+            out += [(host.get("name", ""), n) for n in names]
+    return out
+
+
+def _missing_cluster_hint(cluster: str) -> str:
+    parts = cluster.split("|")
+    if len(parts) == 4 and parts[0] == "outbound":
+        return f" (no DestinationRule subset {parts[2]} for {parts[3]})" if parts[2] else \
+            f" (no Service {parts[3]} with port {parts[1]})"
+    return ""
+
+
+def _route_problems(where: str, config: dict, clusters: set[str]) -> list[str]:
+    return [f"{where}: virtual host {host} routes to undefined cluster {c}{_missing_cluster_hint(c)}"
+            for host, c in route_clusters(config) if c not in clusters]
+
+
+def _secret_names(value) -> set[str]:
+    """Names of every SDS secret a resource refers to."""
+    found = set()
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if key == "tls_certificate_sds_secret_configs":
+                found |= {s.get("name") for s in sub}
+            elif key == "validation_context_sds_secret_config":
+                found.add(sub.get("name"))
+            else:
+                found |= _secret_names(sub)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _secret_names(item)
+    return found
+
+
+def _by_name(items: list[dict], key: str = "name") -> dict:
+    return {item[key]: item for item in items}
+
+
+def build(model: Model, pod: Pod) -> Snapshot:
+    """The LDS/RDS/CDS/EDS resources of one sidecar (SDS secrets are the ADS server's)."""
+    listeners = [outbound_listener(pod, route_config_name(model))]
+    clusters = outbound_clusters(model, pod)
+    port = app_port(model, pod)
+    if port:
+        listeners.append(inbound_listener(pod, port, workload_mode(model, pod), rbac_filters(model, pod)))
+        clusters.append(inbound_cluster(pod, port))
+    resources = {LISTENER_TYPE: _by_name(listeners), ROUTE_TYPE: _by_name([route_configuration(model, pod)]),
+                 CLUSTER_TYPE: _by_name(clusters), ENDPOINT_TYPE: _by_name(load_assignments(model, pod), "cluster_name")}
+    return Snapshot.of(json.loads(json.dumps(resources)))  # plain JSON data: no frozen model values inside
+
+
+def build_all(model: Model) -> dict[str, Snapshot]:
+    """{node id: Snapshot} for every injected pod that has an IP (ready or not: a proxy starts before its app)."""
+    return {pod.node_id: build(model, pod) for pod in model.pods if pod.injected and pod.ip}

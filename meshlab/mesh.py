@@ -1,0 +1,228 @@
+"""Stage 5 views of a lab: proxy status (like `istioctl proxy-status`), convergence time, calls from a pod."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from .backends.base import MeshlabError
+from .envoy.admin import ERRORS, Admin
+from .tables import text_table
+
+SYNCED, STALE, NOT_CONNECTED = "SYNCED", "STALE", "NOT CONNECTED"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class ProxyStatus:
+    """One sidecar as the control plane sees it."""
+
+    proxy: str
+    pod: str
+    namespace: str
+    state: str
+    version: str = ""
+    acked: str = ""
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class ProxyStatusTable(list):
+    """A list of ProxyStatus that prints as a table."""
+
+    def __repr__(self) -> str:
+        rows = [(p.proxy, p.state, p.version or "-", p.acked or "-", p.error[:60]) for p in self]
+        return "\n".join(text_table(("PROXY", "STATUS", "VERSION", "ACKED", "ERROR"), rows)) if self else "no sidecars"
+
+    __str__ = __repr__
+
+    def by_state(self) -> dict[str, int]:
+        """How many proxies are in each state."""
+        out: dict[str, int] = {}
+        for p in self:
+            out[p.state] = out.get(p.state, 0) + 1
+        return out
+
+
+def state_of(entry: dict | None) -> str:
+    """SYNCED when the proxy ACKed its current version, STALE when not (or NACKed), else NOT CONNECTED."""
+    if not entry or not entry.get("connected"):
+        return NOT_CONNECTED
+    return SYNCED if entry.get("version") and entry.get("acked") == entry.get("version") and not entry.get("nacked") \
+        else STALE
+
+
+def proxy_status(lab) -> ProxyStatusTable:
+    """Every sidecar of the lab, the config version it ACKed, and SYNCED / STALE / NOT CONNECTED."""
+    sync = lab.backend.proxy_status()
+    entries = {(e.get("namespace"), e.get("pod")): e for e in sync.get("proxies", [])}
+    rows = ProxyStatusTable()
+    for proxy in lab.proxies():
+        if proxy.role != "sidecar":
+            continue
+        pod = next((p for p in lab.pods() if p.name == proxy.pod), None)
+        namespace = pod.namespace if pod else "default"
+        entry = entries.get((namespace, proxy.pod))
+        rows.append(ProxyStatus(proxy.name, proxy.pod, namespace, state_of(entry), (entry or {}).get("version", ""),
+                                (entry or {}).get("acked", ""), (entry or {}).get("nack_error", "")))
+    return rows
+
+
+@dataclass
+class Convergence:
+    """How long one apply took to reach every affected sidecar (from ACK times, checked against Envoy)."""
+
+    seconds: float
+    proxies: dict[str, float] = field(default_factory=dict)  # proxy -> ms from apply to its ACK
+    version: dict[str, str] = field(default_factory=dict)
+    unchanged: int = 0
+
+    def __repr__(self) -> str:
+        if not self.proxies:
+            return f"no sidecar's config changed ({self.unchanged} unchanged)"
+        slowest = max(self.proxies.values())
+        return (f"{len(self.proxies)} sidecars changed, every one ACKed and serving after {self.seconds * 1000:.0f} ms "
+                f"(slowest {slowest:.0f} ms; {self.unchanged} unchanged)")
+
+    __str__ = __repr__
+
+
+def wait_synced(lab, timeout: float = 15.0) -> None:
+    """Block until the control plane has built from the latest objects and every connected sidecar ACKed."""
+    backend = lab.backend
+    if "convergence" not in backend.capabilities():
+        return  # Istio's istiod reports no input revision: nothing to wait on beyond the apply itself
+    revision = backend.revision()
+    deadline = time.monotonic() + timeout
+    while True:
+        sync = backend.proxy_status()
+        pending = [e["pod"] for e in sync.get("proxies", []) if e.get("connected") and not e.get("nacked")
+                   and e.get("acked") != e.get("version")]
+        if sync.get("built_revision", 0) >= revision and not pending:
+            return
+        if time.monotonic() > deadline:
+            raise MeshlabError(f"sidecars did not take the new config within {timeout:.0f}s: "
+                               f"{', '.join(pending) or 'control plane still building'}",
+                               "see lab.proxy_status() for STALE proxies and their errors")
+        time.sleep(0.02)
+
+
+def _versions(sync: dict) -> dict[str, dict]:
+    return {e["pod"]: e for e in sync.get("proxies", []) if e.get("connected")}
+
+
+def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 15.0) -> Convergence:
+    """Apply YAML; wait until every sidecar whose config changed ACKed it and its Envoy serves that version."""
+    backend = lab.backend
+    before = _versions(backend.proxy_status())
+    started = time.time()
+    lab.apply(yaml_text, source, wait=0)
+    revision = backend.revision()
+    deadline = time.monotonic() + timeout
+    while True:
+        sync = backend.proxy_status()
+        now = _versions(sync)
+        built = sync.get("built_revision", 0) >= revision
+        changed = {pod: e for pod, e in now.items() if before.get(pod, {}).get("version") != e.get("version")}
+        pending = [pod for pod, e in changed.items() if e.get("acked") != e.get("version")]
+        if built and not pending and _serving(lab, changed):
+            break
+        if time.monotonic() > deadline:
+            raise MeshlabError(f"sidecars did not converge within {timeout:.0f}s: "
+                               f"{', '.join(pending) or 'control plane still building'}",
+                               "see lab.proxy_status() for STALE proxies and their errors")
+        time.sleep(0.01)
+    times = {pod: max(0.0, (e.get("acked_at") or started) - started) * 1000 for pod, e in changed.items()}
+    return Convergence(max(times.values(), default=0.0) / 1000, times, {p: e["version"] for p, e in changed.items()},
+                       len(now) - len(changed))
+
+
+def _serving(lab, changed: dict) -> bool:
+    """Each changed proxy's Envoy reports the new version in its admin API (the cross-check)."""
+    admins = {p.pod: p.admin_url for p in lab.proxies() if p.role == "sidecar"}
+    for pod, entry in changed.items():
+        url = admins.get(pod)
+        if url and entry["version"] not in envoy_versions(url):
+            return False
+    return True
+
+
+def envoy_versions(admin_url: str) -> set[str]:
+    """Every xDS version_info an Envoy currently serves (listeners, routes, clusters)."""
+    try:
+        dump = Admin(admin_url, timeout=2).config_dump()
+    except ERRORS:
+        return set()
+    found = set()
+    for config in dump.get("configs") or []:
+        for key in ("version_info",):
+            if config.get(key):
+                found.add(config[key])
+        for item in (config.get("dynamic_listeners") or []):
+            found.add((item.get("active_state") or {}).get("version_info", ""))
+        for item in (config.get("dynamic_active_clusters") or []) + (config.get("dynamic_route_configs") or []):
+            found.add(item.get("version_info", ""))
+    return found - {""}
+
+
+@dataclass
+class CallResult:
+    """One call made from inside a pod (or from outside the mesh), like `kubectl exec POD -- curl URL`."""
+
+    source: str
+    url: str
+    status: int
+    hops: list = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def __repr__(self) -> str:
+        what = f"HTTP {self.status}" if self.status else "no answer"
+        detail = f" ({self.error})" if self.error and not self.ok else ""
+        return f"{self.source} -> {self.url}: {what}{detail}"
+
+    __str__ = __repr__
+
+
+def call(lab, source: str | None, url: str, headers: dict | None = None, timeout: float = 10.0) -> CallResult:
+    """GET url from a pod of app `source` (through its sidecar when it has one), or from outside the mesh (None)."""
+    if not url.startswith("http://"):
+        raise MeshlabError(f"call: {url!r} is not an http:// URL", "e.g. lab.call('frontend', 'http://reviews:9080/')")
+    if source is None:
+        return _call_from_outside(lab, url, headers or {}, timeout)
+    pods = [p for p in lab.pods() if (p.service == source or p.name == source) and p.ready]
+    if not pods:
+        raise MeshlabError(f"call: no ready pod of {source}", "see lab.pods() for the apps that run")
+    query = urllib.parse.urlencode([("url", url)] + [("header", f"{k}:{v}") for k, v in (headers or {}).items()])
+    answer = json.loads(lab.backend.pod_get(pods[0].name, f"/_meshlab/call?{query}", timeout))
+    return CallResult(pods[0].name, url, int(answer.get("status") or 0), answer.get("paths") or [],
+                      answer.get("error", ""))
+
+
+def _call_from_outside(lab, url: str, headers: dict, timeout: float) -> CallResult:
+    """A client with no sidecar and no certificate: straight to the Service's address."""
+    parts = urllib.parse.urlsplit(url)
+    target = lab.backend.service_url(parts.hostname, parts.port or 80)
+    request = urllib.request.Request(target + (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                                     headers=headers)
+    try:
+        with _DIRECT.open(request, timeout=timeout) as response:
+            status, raw, error = response.status, response.read(), ""
+    except urllib.error.HTTPError as exc:
+        status, raw, error = exc.code, exc.read(), ""
+    except (OSError, ValueError) as exc:
+        status, raw, error = 0, b"", str(getattr(exc, "reason", exc))
+    try:
+        hops = json.loads(raw).get("paths") or []
+    except (ValueError, AttributeError):
+        hops = []
+    return CallResult("outside the mesh", url, status, hops, error or (raw.decode(errors="replace")[:120] if status >= 400 else ""))

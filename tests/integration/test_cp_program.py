@@ -1,0 +1,152 @@
+"""`python -m meshlab.controlplane` end to end: it watches a (stand-in) supervisor, translates with the
+real model/snapshot code, and a real Envoy sidecar ACKs and carries a request over mTLS (SDS) to its app;
+killing the control plane leaves traffic flowing on the last config."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cpfakes import FakeSupervisor, abstract_name
+from meshlab.envoy import binary
+
+pytestmark = pytest.mark.integration
+POD_IP = f"127.253.{os.getpid() % 250 + 1}.10"  # outside the lab blocks (127.10-250.x.x): no clash with a lab
+POD = "reviews-v1-abc12"
+NODE = f"sidecar~{POD_IP}~{POD}.default~default.svc.cluster.local"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SIDECAR = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{POD_IP}:15001"}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def state(strict: bool) -> dict:
+    """One Service `reviews` with one injected pod; mesh-wide STRICT mTLS when asked."""
+    objects = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "default"},
+                "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]}}]
+    if strict:
+        objects.append({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                        "metadata": {"name": "default", "namespace": "mesh-system"}, "spec": {"mtls": {"mode": "STRICT"}}})
+    pod = {"name": POD, "namespace": "default", "ip": POD_IP, "node": "node-1",
+           "labels": {"app": "reviews", "version": "v1"}, "annotations": {}, "service_account": "shop-reviews",
+           "ready": True, "injected": True, "ports": {"http": 9080}}
+    return {"cluster": "", "objects": objects, "pods": [pod]}
+
+
+class App(http.server.BaseHTTPRequestHandler):
+    """The pod's app: echoes the trace header it got."""
+
+    def do_GET(self):
+        body = json.dumps({"trace": self.headers.get_all("x-meshlab-trace") or []}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def bootstrap(xds_port: int, admin_port: int) -> dict:
+    source = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {"id": NODE, "cluster": "reviews.default"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                                             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+                              "cds_config": source, "lds_config": source},
+        "static_resources": {"clusters": [{
+            "name": "xds", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+            "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": xds_port}}}}]}]}}]},
+    }
+
+
+def wait_for(what, predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError, StopIteration):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_control_plane_program_drives_a_real_sidecar():
+    folder = tempfile.TemporaryDirectory(prefix="meshlab-cp-main-")
+    root = Path(folder.name)
+    api = abstract_name("cp-main")
+    supervisor = FakeSupervisor(api, state(strict=False))
+    xds, status, admin = free_port(), free_port(), free_port()
+    app = plane = envoy = None
+    try:
+        app = http.server.ThreadingHTTPServer((POD_IP, 9080), App)
+        threading.Thread(target=app.serve_forever, daemon=True).start()
+        with open(root / "cp.log", "wb") as log:
+            plane = subprocess.Popen(
+                [sys.executable, "-m", "meshlab.controlplane", "--api", api, "--address", "127.0.0.1",
+                 "--xds-port", str(xds), "--status-port", str(status), "--state", str(root / "ca"),
+                 "--watch-timeout", "1"], stdout=log, stderr=subprocess.STDOUT)
+        (root / "envoy.json").write_text(json.dumps(bootstrap(xds, admin)))
+        with open(root / "envoy.log", "wb") as log:
+            envoy = subprocess.Popen(
+                [binary.find(), "-c", str(root / "envoy.json"), "--disable-hot-restart", "--concurrency", "1",
+                 "--base-id", str(os.getpid() % 60000 + 2000), "-l", "warning"],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAME": POD, "NODE_NAME": "node-1"})
+
+        def synced():
+            doc = json.loads(DIRECT.open(f"http://127.0.0.1:{status}/debug/syncz", timeout=2).read())
+            row = next(p for p in doc["proxies"] if p["node_id"] == NODE)
+            return row["version"] and row["acked"] == row["version"] and (doc, row)
+        doc, row = wait_for("the sidecar to ACK its snapshot", synced)
+        assert row["connected"] and row["pod"] == POD and doc["built_revision"] == doc["revision"] == 1
+        assert DIRECT.open(f"http://127.0.0.1:{status}/healthz", timeout=2).read() == b"ok\n"
+
+        def call():
+            with SIDECAR.open("http://reviews:9080/", timeout=5) as answer:
+                return answer.status == 200 and json.loads(answer.read())
+        answer = wait_for("a request through the sidecar", call)
+        hops = ",".join(answer["trace"])
+        assert "dir=in" in hops and "peer=spiffe://cluster.local/ns/default/sa/shop-reviews" in hops, hops
+
+        supervisor.set_state(state(strict=True))
+        wait_for("the STRICT config", lambda: (s := synced()) and s[1]["version"] != row["version"])
+        assert wait_for("a request under STRICT mTLS", call)
+
+        plane.send_signal(signal.SIGTERM)
+        assert plane.wait(10) == 0
+        assert call(), "traffic keeps flowing on the last config without a control plane"
+        log = (root / "cp.log").read_text()
+        assert "push Listener" in log and "ACK Secret" in log and "build revision=2" in log, log
+    finally:
+        for proc in (envoy, plane):
+            if proc and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if app:
+            app.shutdown()
+            app.server_close()
+        supervisor.close()
+        folder.cleanup()

@@ -1,0 +1,211 @@
+"""The Istio subset of the local control plane: good objects pass, each bad field gets its one-line error."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from meshlab.backends.base import MeshlabError
+from meshlab.controlplane import schema, schema_rules
+
+
+def vs(**spec):
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}],
+                     **spec}}
+
+
+def dr(**spec):
+    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule", "metadata": {"name": "reviews"},
+            "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}], **spec}}
+
+
+def pa(**spec):
+    return {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": "mesh-system"}, "spec": {"mtls": {"mode": "STRICT"}, **spec}}
+
+
+def ap(**spec):
+    return {"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy", "metadata": {"name": "ratings"},
+            "spec": {"selector": {"matchLabels": {"app": "ratings"}}, "action": "ALLOW", **spec}}
+
+
+FULL_HTTP = {
+    "name": "jason", "match": [{"uri": {"prefix": "/api"}, "headers": {"end-user": {"exact": "jason"}}},
+                               {"uri": {"regex": "^/v[0-9]+/.*"}}, {"headers": {"x-canary": {"prefix": "y"}}}],
+    "route": [{"destination": {"host": "reviews", "subset": "v1", "port": {"number": 9080}}, "weight": 75},
+              {"destination": {"host": "reviews.default.svc.cluster.local", "subset": "v2"}, "weight": 25}],
+    "retries": {"attempts": 3, "perTryTimeout": "250ms", "retryOn": "5xx,connect-failure,503"},
+    "timeout": "1.5s",
+    "fault": {"delay": {"fixedDelay": "2s", "percentage": {"value": 12.5}}, "abort": {"httpStatus": 503, "percentage": {"value": 0}}},
+}
+POLICY = {"loadBalancer": {"simple": "ROUND_ROBIN"},
+          "connectionPool": {"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1, "http2MaxRequests": 10,
+                                                                   "maxRequestsPerConnection": 1, "maxRetries": 2}},
+          "outlierDetection": {"consecutive5xxErrors": 3, "consecutiveGatewayErrors": 2, "interval": "1s",
+                               "baseEjectionTime": "30s", "maxEjectionPercent": 100},
+          "tls": {"mode": "ISTIO_MUTUAL"}}
+GOOD = [
+    vs(),
+    vs(http=[FULL_HTTP]),
+    {**vs(), "apiVersion": "networking.istio.io/v1alpha3"},
+    vs(http=[{"route": [{"destination": {"host": "reviews"}}], "timeout": "1m30s"}]),
+    dr(),
+    dr(trafficPolicy=POLICY, subsets=[{"name": "v2", "labels": {"version": "v2"}, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]),
+    pa(),
+    pa(selector={"matchLabels": {"app": "reviews"}}, mtls={"mode": "PERMISSIVE"}),
+    pa(mtls={"mode": "UNSET"}),
+    {**pa(), "spec": {}},
+    ap(),
+    ap(rules=[{}]),
+    ap(action="DENY", rules=[{"from": [{"source": {"notPrincipals": ["cluster.local/ns/default/sa/shop-reviews"],
+                                                   "namespaces": ["default", "prod-*"], "notNamespaces": ["*-test"]}}],
+                              "to": [{"operation": {"methods": ["POST", "DELETE"], "paths": ["/admin*"],
+                                                    "notMethods": ["GET"], "notPaths": ["*.html"]}}]}]),
+    {**ap(), "metadata": {"name": "x", "namespace": "default", "labels": {"a": "b"}, "creationTimestamp": "2024-01-01T00:00:00Z"}},
+]
+
+
+@pytest.mark.parametrize("doc", GOOD, ids=lambda d: f"{d['kind']}-{GOOD.index(d)}")
+def test_good_objects_pass(doc):
+    assert schema.check(doc, "shop.yaml") is None
+
+
+def set_path(doc: dict, path: str, value) -> dict:
+    """A copy of doc with the dotted path (numbers index lists) set to value; value DELETE removes the field."""
+    doc = copy.deepcopy(doc)
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    target = doc
+    for key in keys[:-1]:
+        target = target[key]
+    if value is DELETE:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return doc
+
+
+DELETE = object()
+FULL = vs(http=[FULL_HTTP])
+H = "spec.http.0"
+BAD = [  # (doc, path, value, expected message after "shop.yaml: Kind/name: ")
+    (FULL, f"{H}.mirror", {"host": "x"}, "field spec.http[0].mirror is not supported by the local backend"),
+    (FULL, "spec.gateways", ["gw"], "field spec.gateways is not supported by the local backend"),
+    (FULL, f"{H}.match.0.queryParams", {}, "field spec.http[0].match[0].queryParams is not supported by the local backend"),
+    (FULL, f"{H}.route.0.weight", 65, "spec.http[0].route: total destination weight 90 != 100"),
+    (FULL, f"{H}.route.0.weight", -5, "spec.http[0].route[0].weight: weight -5 < 0"),
+    (FULL, f"{H}.route.0.weight", "75", "spec.http[0].route[0].weight: must be an integer, got '75'"),
+    (FULL, f"{H}.fault.delay.percentage.value", 101,
+     "spec.http[0].fault.delay.percentage.value: percentage 101 is neither 0.0, nor in range [0.0, 100.0]"),
+    (FULL, f"{H}.fault.abort.percentage.value", -1,
+     "spec.http[0].fault.abort.percentage.value: percentage -1 is neither 0.0, nor in range [0.0, 100.0]"),
+    (FULL, f"{H}.fault.abort.httpStatus", 600, "spec.http[0].fault.abort.httpStatus: HTTP status 600 is not in range 200..599"),
+    (FULL, f"{H}.fault.abort.httpStatus", 199, "spec.http[0].fault.abort.httpStatus: HTTP status 199 is not in range 200..599"),
+    (FULL, f"{H}.fault.abort.httpStatus", DELETE, "spec.http[0].fault.abort: abort must have an httpStatus"),
+    (FULL, f"{H}.fault", {}, "spec.http[0].fault: fault must have at least delay or abort"),
+    (FULL, f"{H}.fault.delay.fixedDelay", "0s", "spec.http[0].fault.delay.fixedDelay: duration must be greater than 1ms"),
+    (FULL, f"{H}.timeout", "5", "spec.http[0].timeout: invalid duration '5' (use e.g. 1s, 250ms, 1.5s)"),
+    (FULL, f"{H}.timeout", "1.0001s", "spec.http[0].timeout: only durations to ms precision are supported"),
+    (FULL, f"{H}.retries.perTryTimeout", "500us", "spec.http[0].retries.perTryTimeout: duration must be greater than 1ms"),
+    (FULL, f"{H}.retries.attempts", -1, "spec.http[0].retries.attempts: attempts cannot be negative"),
+    (FULL, f"{H}.retries.retryOn", "5xx,sometimes", "spec.http[0].retries.retryOn: 'sometimes' is not a valid retryOn policy"),
+    (FULL, f"{H}.match.0.uri", {"exact": "/a", "prefix": "/"}, "spec.http[0].match[0].uri: exactly one of exact, prefix, regex is required"),
+    (FULL, f"{H}.match.0.uri", {}, "spec.http[0].match[0].uri: exactly one of exact, prefix, regex is required"),
+    (FULL, f"{H}.match.0.uri", {"suffix": "x"}, "field spec.http[0].match[0].uri.suffix is not supported by the local backend"),
+    (FULL, f"{H}.match.1.uri.regex", "([a-z]", "spec.http[0].match[1].uri.regex: '([a-z]': missing ), unterminated subpattern"),
+    (FULL, f"{H}.match.1.uri.regex", "(?=a)b", "spec.http[0].match[1].uri.regex: '(?=a)b': lookarounds"),
+    (FULL, f"{H}.match.0.headers", {"bad header": {"exact": "x"}}, "spec.http[0].match[0].headers.bad header: invalid header name 'bad header'"),
+    (FULL, f"{H}.route.1.destination.subset", "V_2", "spec.http[0].route[1].destination.subset: subset name is invalid: V_2"),
+    (FULL, f"{H}.route.0.destination.port.number", 70000,
+     "spec.http[0].route[0].destination.port.number: port number 70000 must be in the range 1..65535"),
+    (FULL, f"{H}.route.0.destination.host", "", "spec.http[0].route[0].destination: destination must have a host"),
+    (FULL, f"{H}.route", [], "spec.http[0]: HTTP route or redirect or direct response is required"),
+    (FULL, "spec.hosts", [], "spec: virtual service must have at least one host"),
+    (FULL, "spec.hosts", "reviews", "spec.hosts: must be a list, got 'reviews'"),
+    (dr(), "spec.trafficPolicy", {"loadBalancer": {"simple": "ROUND"}},
+     "spec.trafficPolicy.loadBalancer.simple: unknown value 'ROUND' (one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, UNSPECIFIED, "
+     "LEAST_CONN, PASSTHROUGH)"),
+    (dr(), "spec.trafficPolicy", {"loadBalancer": {"simple": "PASSTHROUGH"}},
+     "spec.trafficPolicy.loadBalancer.simple: value PASSTHROUGH is not supported by the local backend"),
+    (dr(), "spec.trafficPolicy", {"loadBalancer": {"consistentHash": {"useSourceIp": True}}},
+     "field spec.trafficPolicy.loadBalancer.consistentHash is not supported by the local backend"),
+    (dr(), "spec.trafficPolicy", {"tls": {"mode": "STRICT"}},
+     "spec.trafficPolicy.tls.mode: unknown value 'STRICT' (one of DISABLE, ISTIO_MUTUAL, SIMPLE, MUTUAL)"),
+    (dr(), "spec.trafficPolicy", {"connectionPool": {"http": {"maxRetries": -1}}},
+     "spec.trafficPolicy.connectionPool.http.maxRetries: max retries must be non-negative"),
+    (dr(), "spec.trafficPolicy", {"outlierDetection": {"maxEjectionPercent": 101}},
+     "spec.trafficPolicy.outlierDetection.maxEjectionPercent: max ejection percent must be in range [0..100]"),
+    (dr(), "spec.trafficPolicy", {"outlierDetection": {"consecutive5xxErrors": -2}},
+     "spec.trafficPolicy.outlierDetection.consecutive5xxErrors: outlier detection consecutive errors cannot be negative"),
+    (dr(), "spec.trafficPolicy", {"outlierDetection": {"baseEjectionTime": "1d"}},
+     "spec.trafficPolicy.outlierDetection.baseEjectionTime: invalid duration '1d' (use e.g. 1s, 250ms, 1.5s)"),
+    (dr(), "spec.subsets.0.name", "v1.0", "spec.subsets[0].name: subset name is invalid: v1.0"),
+    (dr(), "spec.subsets", [{"name": "v1"}, {"name": "v1"}], "spec.subsets: duplicate subset names: v1"),
+    (dr(), "spec.subsets.0.labels", {"version": 1}, "spec.subsets[0].labels: must be a map of strings, got {'version': 1}"),
+    (dr(), "spec.host", DELETE, "spec: destination rule must have a host"),
+    (dr(), "spec.exportTo", ["."], "field spec.exportTo is not supported by the local backend"),
+    (pa(), "spec.mtls.mode", "ON", "spec.mtls.mode: unknown value 'ON' (one of UNSET, DISABLE, PERMISSIVE, STRICT)"),
+    (pa(), "spec.portLevelMtls", {"9080": {"mode": "DISABLE"}}, "field spec.portLevelMtls is not supported by the local backend"),
+    (pa(), "spec.selector", {"matchLabels": {"app": ["x"]}}, "spec.selector.matchLabels: must be a map of strings, got {'app': ['x']}"),
+    (ap(), "spec.action", "MAYBE", "spec.action: unknown value 'MAYBE' (one of ALLOW, DENY, AUDIT, CUSTOM)"),
+    (ap(), "spec.action", "CUSTOM", "spec.action: value CUSTOM is not supported by the local backend"),
+    (ap(), "spec.rules", [{"from": []}], "spec.rules[0].from: `from` must not be empty"),
+    (ap(), "spec.rules", [{"to": [{}]}], "spec.rules[0].to[0]: `operation` must not be empty"),
+    (ap(), "spec.rules", [{"from": [{"source": {"principals": [""]}}]}],
+     "spec.rules[0].from[0].source.principals[0]: empty value not allowed"),
+    (ap(), "spec.rules", [{"to": [{"operation": {"paths": ["/a*b"]}}]}],
+     "spec.rules[0].to[0].operation.paths[0]: invalid value '/a*b': `*` is only allowed as a prefix or a suffix"),
+    (ap(), "spec.rules", [{"from": [{"source": {"ipBlocks": ["1.2.3.4"]}}]}],
+     "field spec.rules[0].from[0].source.ipBlocks is not supported by the local backend"),
+    (ap(), "spec.rules", [{"when": [{"key": "request.headers[x]"}]}], "field spec.rules[0].when is not supported by the local backend"),
+]
+
+
+@pytest.mark.parametrize("doc,path,value,expected", BAD, ids=[f"{b[1]}={b[2]!r}"[:60] for b in BAD])
+def test_bad_field_gets_one_line_error(doc, path, value, expected):
+    bad = set_path(doc, path, value)
+    with pytest.raises(MeshlabError) as caught:
+        schema.check(bad, "shop.yaml")
+    error = caught.value
+    assert error.message.startswith(f"shop.yaml: {doc['kind']}/{doc['metadata']['name']}: ")
+    assert error.message.split(": ", 2)[2].startswith(expected)
+    assert "\n" not in str(error)
+    assert ("--backend kind" in error.hint) == ("not supported by the local backend" in error.message)
+
+
+@pytest.mark.parametrize("doc,expected", [
+    ({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "ext"}, "spec": {}},
+     "shop.yaml: ServiceEntry/ext: kind ServiceEntry (networking.istio.io/v1) is not supported by the local backend"),
+    ({"apiVersion": "networking.istio.io/v2", "kind": "VirtualService", "metadata": {"name": "r"}, "spec": {}},
+     "shop.yaml: VirtualService/r: apiVersion networking.istio.io/v2 is not served (use networking.istio.io/v1)"),
+    ({"apiVersion": "security.istio.io/v1alpha3", "kind": "PeerAuthentication", "metadata": {"name": "p"}},
+     "shop.yaml: PeerAuthentication/p: apiVersion security.istio.io/v1alpha3 is not served (use security.istio.io/v1)"),
+    ({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {}},
+     "shop.yaml: PeerAuthentication/None: metadata.name is required"),
+    ({**pa(), "data": {}}, "shop.yaml: PeerAuthentication/default: field data is not supported by the local backend"),
+])
+def test_kind_version_and_top_level(doc, expected):
+    with pytest.raises(MeshlabError) as caught:
+        schema.check(doc, "shop.yaml")
+    assert caught.value.message == expected
+
+
+@pytest.mark.parametrize("doc,expected", [
+    (vs(), True), (pa(), True), ({"apiVersion": "networking.istio.io/v1", "kind": "Gateway"}, True),
+    ({"apiVersion": "v1", "kind": "Service"}, False), ({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress"}, False),
+    ("not a doc", False),
+])
+def test_is_istio(doc, expected):
+    assert schema.is_istio(doc) is expected
+
+
+def test_kinds_are_the_four_of_the_subset():
+    assert {kind for _, kind in schema.KINDS} == {"VirtualService", "DestinationRule", "PeerAuthentication",
+                                                  "AuthorizationPolicy"}
+
+
+@pytest.mark.parametrize("text,seconds", [("1s", 1), ("250ms", 0.25), ("1.5s", 1.5), ("1m30s", 90), ("2h", 7200), (".5s", 0.5)])
+def test_durations(text, seconds):
+    assert schema_rules.seconds(text) == pytest.approx(seconds)

@@ -1,0 +1,109 @@
+"""Stage 5 views: proxy-status states, waiting for a config to be taken, and convergence from ACK times."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshlab import mesh
+from meshlab.backends.base import MeshlabError, PodInfo, ProxyInfo
+
+
+class FakeBackend:
+    """A control plane whose status moves on one step per proxy_status() call."""
+
+    def __init__(self, steps, revision=5, caps=("mesh", "convergence")):
+        self.steps, self.calls, self._revision, self.caps = list(steps), 0, revision, set(caps)
+
+    def capabilities(self):
+        return self.caps
+
+    def revision(self):
+        return self._revision
+
+    def proxy_status(self):
+        step = self.steps[min(self.calls, len(self.steps) - 1)]
+        self.calls += 1
+        return step
+
+
+class FakeLab:
+    def __init__(self, backend, pods=("a", "b")):
+        self.backend = backend
+        self.applied = []
+        self._pods = [PodInfo(p, "default", "node-1", "127.9.1.1", True, "Running", {"app": p}) for p in pods]
+
+    def pods(self):
+        return self._pods
+
+    def proxies(self):
+        return [ProxyInfo(f"{p.name}/istio-proxy", "sidecar", p.name, "node-1", "running", "") for p in self._pods]
+
+    def apply(self, text, source="<cell>", wait=30):
+        self.applied.append(text)
+
+
+def entry(pod, version, acked, connected=True, nacked="", acked_at=0.0):
+    return {"pod": pod, "namespace": "default", "connected": connected, "version": version, "acked": acked,
+            "nacked": nacked, "nack_error": "bad listener" if nacked else "", "acked_at": acked_at}
+
+
+@pytest.mark.parametrize("e, state", [
+    (None, "NOT CONNECTED"),
+    (entry("a", "v1", "v1", connected=False), "NOT CONNECTED"),
+    (entry("a", "v1", "v1"), "SYNCED"),
+    (entry("a", "v2", "v1"), "STALE"),
+    (entry("a", "v2", "v1", nacked="v2"), "STALE"),
+    (entry("a", "", ""), "STALE"),
+])
+def test_state_of_a_proxy(e, state):
+    assert mesh.state_of(e) == state
+
+
+def test_proxy_status_lists_every_sidecar_even_unconnected_ones():
+    lab = FakeLab(FakeBackend([{"proxies": [entry("a", "v1", "v1")]}]))
+    rows = mesh.proxy_status(lab)
+    assert [(r.pod, r.state) for r in rows] == [("a", "SYNCED"), ("b", "NOT CONNECTED")]
+    assert rows.by_state() == {"SYNCED": 1, "NOT CONNECTED": 1}
+    assert "PROXY" in repr(rows) and "a/istio-proxy" in repr(rows)
+
+
+def test_wait_synced_waits_for_the_build_and_every_ack():
+    backend = FakeBackend([{"built_revision": 4, "proxies": [entry("a", "v1", "v1")]},
+                           {"built_revision": 5, "proxies": [entry("a", "v2", "v1")]},
+                           {"built_revision": 5, "proxies": [entry("a", "v2", "v2")]}])
+    mesh.wait_synced(FakeLab(backend))
+    assert backend.calls == 3
+
+
+def test_wait_synced_gives_up_in_one_line():
+    backend = FakeBackend([{"built_revision": 5, "proxies": [entry("a", "v2", "v1")]}])
+    with pytest.raises(MeshlabError) as error:
+        mesh.wait_synced(FakeLab(backend), timeout=0.1)
+    assert "a" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_convergence_counts_only_the_proxies_whose_version_changed(monkeypatch):
+    monkeypatch.setattr(mesh, "_serving", lambda lab, changed: True)  # no Envoy here; see envoy_versions' test
+    before = {"built_revision": 4, "proxies": [entry("a", "v1", "v1"), entry("b", "w1", "w1")]}
+    after = {"built_revision": 5, "proxies": [entry("a", "v2", "v2", acked_at=2e9), entry("b", "w1", "w1")]}
+    lab = FakeLab(FakeBackend([before, after]))
+    result = mesh.convergence(lab, "kind: VirtualService")
+    assert list(result.proxies) == ["a"] and result.unchanged == 1 and lab.applied == ["kind: VirtualService"]
+
+
+def test_envoy_versions_reads_every_dynamic_resource():
+    import json
+
+    from fakehttp import QuietHandler, Server
+
+    dump = {"configs": [{"dynamic_listeners": [{"active_state": {"version_info": "v7"}}]},
+                        {"dynamic_active_clusters": [{"version_info": "v7"}, {"version_info": "v6"}]},
+                        {"dynamic_route_configs": [{"version_info": "v7"}]}]}
+
+    class Envoy(QuietHandler):
+        def do_GET(self):
+            self.send_body(200, dump)
+
+    with Server(Envoy) as envoy:
+        assert mesh.envoy_versions(envoy.url) == {"v6", "v7"}
+    assert mesh.envoy_versions("http://127.0.0.1:1") == set()
