@@ -6,6 +6,11 @@ another app hop is a call that reached its callee; an error hop ends a call that
 is charged to the call that failed first (the deepest one), so a caller whose callee failed
 further down still counts as connected. Each call is counted once per chain it appears in,
 which is once per request for the shop's shape (no service fans out below the frontend).
+
+Who lost connectivity (`lost_pods`) is read from the same traces, and the summary lines, the
+verdict and the labs' checks all use it: a pod is lost when every call it made after the kill
+failed, or when callers that still worked kept calling its service and never reached it. A pod
+that nobody could call any more, because its callers were cut off, is `unseen`: the run cannot tell.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ def chain_calls(hops: list[dict]) -> list[tuple[dict, str, bool]]:
     return [tuple(c) for c in calls]
 
 
+def app_hops(result: TrafficResult) -> dict[str, dict]:
+    """pod -> its app hop, for every app pod that answered some part of some request of a traffic result."""
+    return {hop.get("pod") or hop.get("name"): hop for path in getattr(result, "paths", None) or []
+            for hop in path["hops"] if hop.get("kind") == "app" and (hop.get("pod") or hop.get("name"))}
+
+
 def tally(result: TrafficResult) -> dict[tuple, list[int]]:
     """(caller, pod, node, callee) -> [calls, failed] over every chain of a traffic result."""
     out: dict[tuple, list[int]] = {}
@@ -104,7 +115,7 @@ class BlastRadius:
         return sum(r.after_failed for r in self.rows)
 
     @property
-    def lost_pods(self) -> list[str]:
+    def failing_callers(self) -> list[str]:
         """Caller pods that made calls after the kill and had every one of them fail."""
         calls: dict[str, list[int]] = {}
         for r in self.rows:
@@ -113,15 +124,44 @@ class BlastRadius:
             entry[1] += r.after_failed
         return sorted(p for p, (n, failed) in calls.items() if n and failed == n)
 
+    def _pods_seen(self) -> dict[str, tuple[str, str]]:
+        """pod -> (service, node) of every app pod in the traces before the kill."""
+        return {pod: (hop.get("service", "?"), hop.get("node", "?")) for pod, hop in app_hops(self.before).items()}
+
+    @property
+    def unreachable(self) -> list[str]:
+        """Pods reached before the kill and not after, though callers that still worked (some call of theirs
+        succeeded) kept calling their service: those calls went to other pods, or failed."""
+        working = {r.pod for r in self.rows if r.after_calls > r.after_failed}
+        called = {r.callee for r in self.rows if r.pod in working and r.after_calls}
+        reached = set(app_hops(self.after))
+        return sorted(p for p, (service, _) in self._pods_seen().items()
+                      if p not in reached and (service in called or p in self.killed_pods))
+
+    @property
+    def lost_pods(self) -> list[str]:
+        """Pods that lost connectivity: every call they made failed, or they could no longer be reached."""
+        return sorted(set(self.failing_callers) | set(self.unreachable))
+
+    @property
+    def unseen(self) -> list[str]:
+        """Pods reached before and not after whose callers were all cut off: this run cannot tell about them."""
+        reached, lost = set(app_hops(self.after)), set(self.lost_pods)
+        return sorted(p for p in self._pods_seen() if p not in reached and p not in lost)
+
+    @property
+    def out_of_reach(self) -> list[str]:
+        """Pods that no longer worked after the kill: lost, or no longer reached at all (lost + unseen)."""
+        return sorted(set(self.lost_pods) | set(self.unseen))
+
     @property
     def lost_nodes(self) -> list[str]:
-        """Nodes whose pods made calls after the kill and had every one of them fail."""
-        calls: dict[str, list[int]] = {}
-        for r in self.rows:
-            entry = calls.setdefault(r.node, [0, 0])
-            entry[0] += r.after_calls
-            entry[1] += r.after_failed
-        return sorted(n for n, (total, failed) in calls.items() if total and failed == total)
+        """Nodes where every pod seen before the kill is lost or unseen: none of them still worked."""
+        lost, unseen = set(self.lost_pods), set(self.unseen)
+        nodes: dict[str, list[str]] = {}
+        for pod, (_, node) in self._pods_seen().items():
+            nodes.setdefault(node, []).append(pod)
+        return sorted(n for n, pods in nodes.items() if set(pods) <= lost | unseen)
 
     @property
     def verdict(self) -> str:
@@ -134,13 +174,9 @@ class BlastRadius:
             extra = f"; {self.after.failed} requests failed" if self.after.failed else ""
             return f"nothing broke: all {total} east-west calls still succeeded{extra}"
         failing = [r for r in self.rows if r.after_failed]
-        nodes = sorted({r.node for r in failing})
-        if self.scope == "node" and set(nodes) <= set(self.killed_pods.values()):
-            others = sum(r.after_calls for r in self.rows if r.node not in nodes)
-            tail = (f"calls from other nodes: {others}, all succeeded" if others else
-                    "no pod on another node was reached, since every request starts on these nodes")
-            return f"only calls from pods on {', '.join(nodes)} failed ({failed} of {total}); {tail}: " \
-                   f"blast radius = {'one node' if len(nodes) == 1 else f'{len(nodes)} nodes'}"
+        node_verdict = self._node_verdict(failing) if self.scope == "node" else None
+        if node_verdict:
+            return node_verdict
         if self.scope == "pod" and all(r.callee in self.killed_services or r.pod in self.killed_pods for r in failing):
             pods = ", ".join(self.killed_pods)
             targets = ", ".join(sorted({r.callee for r in failing}))
@@ -152,6 +188,25 @@ class BlastRadius:
         callees = ", ".join(sorted({r.callee for r in failing}))
         return f"{failed} of {total} east-west calls failed, from {callers} to {callees}"
 
+    def _node_verdict(self, failing: list[Row]) -> str | None:
+        """The verdict of a node (or node-proxy) kill whose every failure is explained by the killed nodes'
+        pods: they were cut off, or they were the callers whose calls failed. None otherwise."""
+        killed_nodes, seen, lost = set(self.killed_pods.values()), self._pods_seen(), self.lost_pods
+        on_killed = [p for p in lost if seen.get(p, ("", ""))[1] in killed_nodes]
+        if not lost or len(on_killed) != len(lost):
+            return None
+        services = {seen[p][0] for p in on_killed}
+        if not all(r.node in killed_nodes or r.callee in services for r in failing):
+            return None
+        nodes = sorted(killed_nodes & {seen[p][1] for p in on_killed})
+        where = ", ".join(nodes)
+        radius = "one node" if len(nodes) == 1 else f"{len(nodes)} nodes"
+        reached_elsewhere = [p for p in app_hops(self.after) if seen.get(p, ("", ""))[1] not in killed_nodes]
+        tail = ("pods on other nodes kept working" if reached_elsewhere else
+                f"no pod on another node was reached either, since every request starts on {where}")
+        return (f"the pods on {where} were cut off ({', '.join(on_killed)}): {self.failed_after} of "
+                f"{self.calls_after} east-west calls failed, every one to or from them; {tail}: blast radius = {radius}")
+
     # ---- output --------------------------------------------------------------------------
     def __repr__(self) -> str:
         return f"<BlastRadius kill={self.kill}: {self.verdict}>"
@@ -162,13 +217,19 @@ class BlastRadius:
             return {"requests": r.requests, "ok": r.ok, "failed": r.failed, "success_rate": r.success_rate,
                     "latency_ms": dict(r.latency_ms), "calls": r.calls}
         return {"kill": dict(self.kill), "killed": list(self.killed), "scope": self.scope, "verdict": self.verdict,
-                "lost_pods": self.lost_pods, "lost_nodes": self.lost_nodes, "rows": [r.to_dict() for r in self.rows],
+                "lost_pods": self.lost_pods, "lost_nodes": self.lost_nodes,
+                "failing_callers": self.failing_callers, "unreachable": self.unreachable, "unseen": self.unseen,
+                "out_of_reach": self.out_of_reach, "rows": [r.to_dict() for r in self.rows],
                 "before": run(self.before), "after": run(self.after)}
 
     def _header(self) -> list[str]:
-        return [f"killed: {', '.join(self.killed) or 'nothing'}",
-                f"requests ok: before {self.before.ok}/{self.before.requests}, after {self.after.ok}/{self.after.requests}",
-                f"lost connectivity: pods {', '.join(self.lost_pods) or 'none'}; nodes {', '.join(self.lost_nodes) or 'none'}"]
+        lines = [f"killed: {', '.join(self.killed) or 'nothing'}",
+                 f"requests ok: before {self.before.ok}/{self.before.requests}, after {self.after.ok}/{self.after.requests}",
+                 f"lost connectivity: pods {', '.join(self.lost_pods) or 'none'}; nodes {', '.join(self.lost_nodes) or 'none'}"]
+        if self.unseen:
+            lines.append(f"not reached after the kill, but only their callers were cut off (this run cannot tell): "
+                         f"{', '.join(self.unseen)}")
+        return lines
 
     def __str__(self) -> str:
         head = ("caller", "pod", "node", "callee", "failed before", "failed after")

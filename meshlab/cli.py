@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,7 +33,11 @@ def cmd_doctor(args) -> int:
 def cmd_up(args) -> int:
     lab = _lab(args)
     lab.node_count = args.nodes
-    lab.up(stage=args.stage, quiet=True, **({"injection": False} if args.no_injection else {}))
+    try:
+        lab.up(stage=args.stage, quiet=True, **({"injection": False} if args.no_injection else {}))
+    except KeyboardInterrupt:  # Lab.up has removed whatever it had started
+        print(f"interrupted: lab {args.lab} was not started, nothing of it is left", file=sys.stderr)
+        return 130
     print(f"lab {args.lab}: stage {lab.stage} is up ({args.backend})")
     print(f"entry: {lab.url}")
     print(f"stop it with: meshlab down --lab {args.lab}")
@@ -61,10 +66,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_apply(args) -> int:
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except OSError as exc:
-        raise MeshlabError(f"{args.file}: cannot read: {exc.strerror}", "give the path of a YAML file, or - for stdin") from None
+    from . import manifests
+
+    text = manifests.read_file(args.file)  # UTF-8, at most 5 MiB: one line otherwise
     for ref in _lab(args).apply(text, source=args.file):
         print(f"{ref} applied")
     return 0
@@ -177,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
     def lab_args(sp, backend=False):
         sp.add_argument("--lab", default=os.environ.get("MESHLAB_LAB", "default"), help="lab name (default: default)")
         if backend:
-            sp.add_argument("--backend", choices=["local", "kind", "kube"], default="local")
+            sp.add_argument("--backend", choices=["local", "kind", "kube"], default=os.environ.get("MESHLAB_BACKEND", "local"),
+                            help="default: $MESHLAB_BACKEND, else local")
 
     sub.add_parser("doctor", help="check what each backend needs").set_defaults(func=cmd_doctor)
     sp = sub.add_parser("up", help="start a lab at a stage")
@@ -207,9 +212,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default=None, help="Host header")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_traffic)
-    sp = sub.add_parser("kill", help="kill a pod, node or proxy (until restore)")
+    sp = sub.add_parser("kill", help="kill a pod, node or proxy, or a whole cluster of stage 6 (until restore)")
     lab_args(sp, backend=True)
-    sp.add_argument("what", choices=["pod", "node", "proxy"])
+    sp.add_argument("what", choices=["pod", "node", "proxy", "cluster"])
     sp.add_argument("name")
     sp.set_defaults(func=cmd_kill)
     sp = sub.add_parser("restore", help="undo kills and faults")
@@ -267,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # see meshlab/__init__.py: loading is over
         return args.func(args)
     except MeshlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

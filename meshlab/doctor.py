@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 import sys
+from pathlib import Path
 
 
 def backends():
@@ -30,6 +31,44 @@ def istioctl_lines(runner=None, which=shutil.which) -> list[str]:
     return [f"     stage 5: istioctl {version} (pinned Istio {istio.VERSION})"]
 
 
+INOTIFY = {"max_user_watches": 524288, "max_user_instances": 512}  # kind's known-issues page, for several clusters
+STAGE6_MEMORY = 8 * 2**30  # two clusters, two istiods, two gateways and the shop
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def multicluster_lines(runner=None, read=_read, system: str | None = None) -> list[str]:
+    """Stage 6 on kind: the shared Docker network the two clusters meet on (their east-west gateways are
+    reached at node addresses there), inotify limits for two clusters' kubelets, and Docker's memory."""
+    from .backends.kubectl import Runner
+    from .backends.multikind import docker_network
+
+    runner, network, lines = runner or Runner(), docker_network(), []
+    subnets = runner.run(["docker", "network", "inspect", network, "--format",
+                          "{{range .IPAM.Config}}{{.Subnet}} {{end}}"], timeout=30)
+    if subnets.returncode == 0:
+        lines.append(f"     stage 6: Docker network {network} ({subnets.stdout.strip() or 'no subnet'}): "
+                     "the clusters reach each other's API servers and east-west gateways there")
+    else:
+        lines.append(f"     stage 6: Docker network {network} not there yet (kind creates it with the first cluster)")
+    if (system or platform.system()) == "Linux":
+        low = {k: v for k, want in INOTIFY.items() if (v := read(f"/proc/sys/fs/inotify/{k}")).isdigit() and int(v) < want}
+        if low:
+            lines.append(f"     stage 6: inotify limits too low for two clusters ({', '.join(f'{k}={v}' for k, v in low.items())})")
+            lines.append("     how:     sudo sysctl " + " ".join(f"fs.inotify.{k}={INOTIFY[k]}" for k in low))
+    memory = runner.run(["docker", "info", "--format", "{{.MemTotal}}"], timeout=30)
+    total = int(memory.stdout.strip()) if memory.returncode == 0 and memory.stdout.strip().isdigit() else 0
+    if total and total < STAGE6_MEMORY * 0.9:
+        lines.append(f"     stage 6: Docker has {total / 2**30:.1f} GiB of memory; two clusters with Istio want about 8 GiB")
+        lines.append("     how:     give Docker more memory (Docker Desktop: Settings > Resources), or stay on the local backend")
+    return lines
+
+
 def report() -> tuple[str, bool]:
     """A readable report, and whether the default (local) backend can run."""
     lines = [f"meshlab doctor (Python {sys.version.split()[0]}, {sys.platform})", ""]
@@ -47,6 +86,8 @@ def report() -> tuple[str, bool]:
         lines += [f"     how:     {hint}" for hint in found.hints]
         if found.name == "kind":
             lines += istioctl_lines()
+            if "docker engine" in found.present:
+                lines += multicluster_lines()
         default_ok = default_ok or (found.name == "local" and found.ok)
     if not sys.platform.startswith("linux"):
         lines += ["", "This is not Linux: the local backend cannot run here; use --backend kind (Docker Desktop)."]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from . import manifests, settle, stages
+from . import interrupts, manifests, settle, stages
 from .backends.base import Backend, MeshlabError
 
 
@@ -12,8 +13,9 @@ def make_backend(name: str, lab: str, owned: bool = True, **options) -> Backend:
     """The backend called `name` for lab `lab`."""
     if name == "local":
         from .backends.local import LocalBackend
+        from .fleet import Fleet, is_fleet
 
-        return LocalBackend(lab, owned=owned)
+        return Fleet(lab, owned=owned) if is_fleet(lab) else LocalBackend(lab, owned=owned)
     if name == "kind":
         from .backends.kind import KindBackend
 
@@ -28,37 +30,66 @@ def make_backend(name: str, lab: str, owned: bool = True, **options) -> Backend:
 class Lab:
     """A running lab: `with meshlab.Lab('lab1') as lab: lab.up(stage='edge'); lab.traffic()`."""
 
-    def __init__(self, name: str = "default", backend: str = "local", nodes: int | None = None, owned: bool = True,
+    def __init__(self, name: str = "default", backend: str | None = None, nodes: int | None = None, owned: bool = True,
                  **options):
-        self.name, self.backend_name, self.node_count = name, backend, nodes
+        backend = backend or os.environ.get("MESHLAB_BACKEND") or "local"  # chosen once for every notebook
+        self.name, self.backend_name, self.node_count, self.owned = name, backend, nodes, owned
         self.backend = make_backend(backend, name, owned=owned, **options)
         self.stage: int | None = None
         self.last_traffic = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     def up(self, stage=0, wait: float = 90.0, quiet: bool = False, **options) -> "Lab":
-        """Start the cluster and deploy a stage (stage 5: `injection=False` starts with no service in the mesh);
-        tears down again if interrupted half-way."""
+        """Start the cluster(s) and deploy a stage (stage 5: `injection=False` starts with no service in the mesh;
+        stage 6: two clusters); tears down again if interrupted half-way."""
         number = stages.number(stage)
-        docs = stages.documents(number, **options)
+        stages.documents(number, **options)  # bad options fail before anything starts
+        self._fit_backend(number)
         running = getattr(self.backend, "running", lambda: False)()
         try:
             self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
             if stages.needs_mesh(number):
                 self.backend.install_mesh()  # the control plane first: injected sidecars get their config from it
-            self._apply_docs(docs, f"stage {number}")
+            self._apply_stage(number, options)
             self.backend.wait_ready(timeout=wait)
             if running:
                 self.backend.restore()  # up() means the stage's starting state: no faults left from before
             settle.settle(self)  # ready pods are not enough while proxies still resolve their upstreams
         except BaseException:
-            self.down()
+            with interrupts.deferred():  # a second Ctrl-C must not cut the teardown in half
+                self.down()
             raise
         self.stage = number
         self.backend.remember(stage=number)
         if not quiet:
             print(f"lab {self.name}: stage {number} ({stages.info.get(number).title}) is up at {self.url}")
         return self
+
+    def _fit_backend(self, number: int) -> None:
+        """Locally a multi-cluster stage runs on a fleet of runtimes (meshlab/fleet.py), every other stage on one."""
+        if self.backend_name != "local":
+            return
+        from .backends.local import LocalBackend
+        from .fleet import Fleet
+
+        wanted = stages.is_multicluster(number)
+        if wanted != isinstance(self.backend, Fleet):
+            self.backend.down()  # the other shape of this lab, if it runs
+            self.backend = Fleet(self.name, self.owned) if wanted else LocalBackend(self.name, owned=self.owned)
+
+    def _apply_stage(self, number: int, options: dict) -> None:
+        """A stage's objects; with several clusters, each cluster's share of them (placement)."""
+        if not self.clusters():
+            self._apply_docs(stages.documents(number, **options), f"stage {number}")
+            return
+        known = getattr(self.backend, "stage_options", dict)()  # e.g. where the legacy service outside runs
+        for cluster in self.clusters():
+            docs = stages.documents(number, **{"cluster": cluster, **known, **options})
+            self._apply_docs(docs, f"stage {number} ({cluster})", cluster=cluster)
+
+    def clusters(self) -> list[str]:
+        """The names of the lab's clusters (stage 6: cluster-1, cluster-2); [] for a lab of one cluster."""
+        return list(getattr(self.backend, "clusters", list)())
 
     def down(self) -> None:
         """Remove everything this lab started; safe to call twice."""
@@ -75,10 +106,11 @@ class Lab:
         return False
 
     # ---- objects -------------------------------------------------------------------------
-    def apply(self, yaml_text: str, source: str = "<cell>", wait: float = 30.0) -> list[str]:
-        """Apply YAML; bad input raises a one-line MeshlabError and changes nothing."""
+    def apply(self, yaml_text: str, source: str = "<cell>", wait: float = 30.0, cluster: str | None = None) -> list[str]:
+        """Apply YAML (with several clusters: to every cluster, or to `cluster`); bad input raises a one-line
+        MeshlabError and changes nothing."""
         docs = manifests.load(yaml_text, source)
-        refs = self._apply_docs(docs, source)
+        refs = self._apply_docs(docs, source, cluster)
         if wait:
             self.backend.wait_ready(timeout=wait)
             settle.wait_edge_config(self)  # an Ingress change is served when apply returns
@@ -88,9 +120,9 @@ class Lab:
                 mesh.wait_synced(self)  # a policy change is served by every sidecar when apply returns
         return refs
 
-    def _apply_docs(self, docs: list[dict], source: str) -> list[str]:
+    def _apply_docs(self, docs: list[dict], source: str, cluster: str | None = None) -> list[str]:
         manifests.validate(docs, source)
-        return self.backend.apply(docs, source) if self.backend_name == "local" else self.backend.apply(docs)
+        return self.backend.apply(docs, source, **({"cluster": cluster} if cluster else {}))
 
     def restart(self, workload: str, timeout: float = 60.0) -> list[str]:
         """Re-create a workload's pods like `kubectl rollout restart deployment/reviews-v1` (how a running
@@ -159,9 +191,11 @@ class Lab:
         self.last_traffic = traffic.run(self.url, n=n, concurrency=concurrency, path=path, host=host, **options)
         return self.last_traffic
 
-    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:
-        """Kill a pod (name, or one pod of an app), a node, or a proxy (name or role); down until restore()."""
-        return self.backend.kill(pod=pod, node=node, proxy=proxy)
+    def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None,
+             cluster: str | None = None) -> list[str]:
+        """Kill a pod (name, or one pod of an app), a node, or a proxy (name or role), or with only `cluster` a whole
+        cluster (stage 6); down until restore()."""
+        return self.backend.kill(pod=pod, node=node, proxy=proxy, **({"cluster": cluster} if cluster else {}))
 
     def inject(self, service: str, errors: float = 0.0, latency_ms: int = 0, pod: str | None = None) -> list[str]:
         """Make a service's pods (or one pod) fail a share of requests and/or answer slower."""

@@ -2,22 +2,97 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import yaml
 
 from .backends.base import MeshlabError
 
 KUBERNETES_VERSION = "1.33"
+MAX_BYTES = 5 * 1024 * 1024  # a manifest larger than this is a mistake (the API server's own limit is 3 MiB per object)
+SIZE_HINT = "split the manifest, or check that this is the file you meant"
 
 
-def load(text: str, source: str = "<yaml>") -> list[dict]:
-    """Parse a multi-document YAML string into objects; empty documents are skipped."""
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key repeated in one mapping (kubectl's strict decoding does too)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base class says so
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"mapping key {json.dumps(str(key))} already defined at line {first.line + 1}",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_bytes(data: bytes, source: str = "<yaml>") -> str:
+    """Manifest bytes as text: UTF-8 only (a BOM is dropped), at most MAX_BYTES; one-line errors otherwise."""
+    if len(data) > MAX_BYTES:
+        raise MeshlabError(f"{source}: {len(data)} bytes is more than the {MAX_BYTES // (1024 * 1024)} MiB a manifest may have",
+                           SIZE_HINT)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise MeshlabError(f"{source}:{line}: not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                           "save the file as UTF-8 (Kubernetes manifests are UTF-8 YAML or JSON)") from None
+
+
+def read_file(path: str, stdin=None) -> str:
+    """The text of a manifest file (`-` reads stdin), through load_bytes; one-line errors when it cannot be read."""
+    try:
+        if path == "-":
+            data = (stdin or sys.stdin.buffer).read(MAX_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise MeshlabError(f"{path}: cannot read: {exc.strerror}", "give the path of a YAML file, or - for stdin") from None
+    if len(data) > MAX_BYTES:
+        raise MeshlabError(f"{path}: more than the {MAX_BYTES // (1024 * 1024)} MiB a manifest may have", SIZE_HINT)
+    return load_bytes(data, path)
+
+
+def _text(text, source: str) -> str:
+    """A str or bytes manifest as checked text."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return load_bytes(bytes(text), source)
+    if not isinstance(text, str):
+        raise MeshlabError(f"{source}: expected YAML text, got {type(text).__name__}", "pass a str (or bytes) of YAML")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        line = text[:exc.start].count("\n") + 1
+        raise MeshlabError(f"{source}:{line}: not UTF-8 text: undecodable character {ascii(text[exc.start])}",
+                           "save the file as UTF-8 (Kubernetes manifests are UTF-8 YAML or JSON)") from None
+    if size > MAX_BYTES:
+        raise MeshlabError(f"{source}: {size} bytes is more than the {MAX_BYTES // (1024 * 1024)} MiB a manifest may have",
+                           SIZE_HINT)
+    return text
+
+
+def load(text: str | bytes, source: str = "<yaml>") -> list[dict]:
+    """Parse a multi-document YAML string (or UTF-8 bytes) into objects; empty documents are skipped."""
+    text = _text(text, source)
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=StrictLoader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise MeshlabError(f"{where}: invalid YAML: {problem}", "check the indentation and the ':' after each key") from None
+        hint = "keep one of the two (kubectl refuses a repeated key too)" if problem.startswith("mapping key") \
+            else "check the indentation and the ':' after each key"
+        raise MeshlabError(f"{where}: invalid YAML: {problem}", hint) from None
     for index, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise MeshlabError(f"{source}: document {index + 1} is a {type(doc).__name__}, not a Kubernetes object",
@@ -25,7 +100,10 @@ def load(text: str, source: str = "<yaml>") -> list[dict]:
         for key in ("apiVersion", "kind"):
             if not doc.get(key):
                 raise MeshlabError(f"{source}: document {index + 1} has no {key}", "each document needs apiVersion, kind and metadata")
-        if not (doc.get("metadata") or {}).get("name"):
+        if not isinstance(doc.get("metadata"), dict):
+            raise MeshlabError(f"{source}: {doc['kind']} in document {index + 1} has no metadata mapping",
+                               "give every object metadata: {name: ...}")
+        if not doc["metadata"].get("name"):
             raise MeshlabError(f"{source}: {doc['kind']} in document {index + 1} has no metadata.name", "give every object a name")
     return docs
 

@@ -55,10 +55,52 @@ def wait_endpoints(lab, timeout: float = 15.0) -> bool:
         time.sleep(0.1)
 
 
+def health_flags(admin_url: str, timeout: float = 3.0) -> dict[tuple[str, str], tuple[str, ...]] | None:
+    """(cluster, host) -> the health flags Envoy set on it (e.g. failed_active_health_check,
+    pending_active_hc; () when healthy) for one Envoy (None when it does not answer)."""
+    try:
+        data = Admin(admin_url, timeout).json("/clusters?format=json")
+    except ERRORS:
+        return None
+    out = {}
+    for cluster in data.get("cluster_statuses") or []:
+        for host in cluster.get("host_statuses") or []:
+            address = (host.get("address") or {}).get("socket_address") or {}
+            flags = tuple(sorted(k for k, v in (host.get("health_status") or {}).items() if v is True))
+            out[(cluster.get("name", "?"), f"{address.get('address')}:{address.get('port_value')}")] = flags
+    return out
+
+
+def wait_health(lab, timeout: float = 15.0, hold: float = 1.5) -> bool:
+    """Where proxies health-check their hosts (stage 3's node proxies), wait until no host awaits its first
+    check and no host's health changed for `hold` seconds (longer than one check interval): a proxy whose
+    upstream is another proxy sees it healthy one round after that proxy's own hosts are."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while True:
+        picture = {}
+        for proxy in lab.proxies():
+            if proxy.admin_url and proxy.state == "running":
+                flags = health_flags(proxy.admin_url)
+                picture.update({(proxy.name, *key): value for key, value in (flags or {}).items()})
+        checked = any("active" in flag for flags in picture.values() for flag in flags)
+        pending = any("pending_active_hc" in flags for flags in picture.values())
+        now = time.monotonic()
+        if not checked and not pending:
+            return True  # no active health checks in this lab
+        if pending or picture != last:
+            last, since = picture, now
+        elif now - since >= hold:
+            return True
+        if now >= deadline:
+            return False
+        time.sleep(0.2)
+
+
 def settle(lab, timeout: float = 15.0) -> bool:
-    """Proxies know their upstreams, then the entry answers: what 'up' means to a learner."""
+    """Proxies know their upstreams (and, where they health-check them, have checked them), then the entry
+    answers: what 'up' means to a learner."""
     started = time.monotonic()
-    found = wait_endpoints(lab, timeout)
+    found = wait_endpoints(lab, timeout) and wait_health(lab, timeout)
     return wait_serving(lab.url, max(1.0, timeout - (time.monotonic() - started))) and found
 
 

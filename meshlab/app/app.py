@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TRACE_HEADER = "x-meshlab-trace"
+NODE_HEADER = "x-meshlab-node"  # a health check that names a node: only pods on it answer 200 (stage 3)
 PROPAGATED_HEADERS = ("x-request-id", "end-user", "traceparent", "tracestate")
 UPSTREAM_TIMEOUT_S = 5.0
 FAULT_TYPES = {"error_rate": float, "latency_ms": float, "hang": bool, "crash": bool}
@@ -192,6 +193,14 @@ class App:
         calls = [call for _, result_calls, _ in results for call in result_calls]
         return self.body(200 if all(ok for _, _, ok in results) else 502, paths, calls)
 
+    def health(self, asking_node=None):
+        """(status, body) of /healthz. A health check that names a node (stage 3's node proxies) gets 200
+        only from a pod on that node: the proxy learns which pods are its own, as Linkerd 1's localnode filter."""
+        node = self.identity["node"]
+        if asking_node and asking_node != node:
+            return 503, {"ok": False, "node": node, "why": f"this pod runs on {node}, not {asking_node}"}
+        return 200, {"ok": True}
+
     def call_from_here(self, query):
         """`kubectl exec POD -- curl URL`: one call made by this pod (through its proxy, if it has one)."""
         url = (query.get("url") or [""])[0]
@@ -251,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.route()
         if path == "/healthz":
-            return self.reply(200, {"ok": True})
+            return self.reply(*self.app.health(self.headers.get(NODE_HEADER)))
         if path == "/_meshlab/info":
             return self.reply(200, {**self.app.identity, "upstreams": self.app.upstreams,
                                     "pid": os.getpid()})

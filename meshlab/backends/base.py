@@ -111,8 +111,8 @@ class Backend(abc.ABC):
         """Create the cluster(s); tear down what was made if this fails half-way."""
 
     @abc.abstractmethod
-    def apply(self, docs: list[dict]) -> list[str]:
-        """Create or update objects; return their `kind/name` references."""
+    def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
+        """Create or update objects (`source` names where they came from, for errors); return their `kind/name` refs."""
 
     @abc.abstractmethod
     def delete(self, docs: list[dict]) -> list[str]:
@@ -157,6 +157,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def down(self) -> None:
         """Remove everything this lab made; idempotent."""
+
+    def parts(self) -> list["Backend"]:
+        """The single-cluster backends this one is made of: itself, or each cluster of a fleet."""
+        return [self]
 
     def capabilities(self) -> set[str]:
         """What this backend offers beyond the basics: "watch", "mesh", "restart", "admin"."""

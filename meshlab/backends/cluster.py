@@ -99,7 +99,7 @@ class ClusterBackend(MeshOperations, Backend):
         self.progress(f"[{self.name}] {message}")
 
     # ---- objects ---------------------------------------------------------------------------------
-    def apply(self, docs: list[dict]) -> list[str]:
+    def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
         """`kubectl apply -f -` of the docs, byte for byte."""
         self.kubectl.apply(docs, namespace="" if self.pin_namespace else None)
         return [ref(d) for d in docs]

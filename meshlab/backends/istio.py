@@ -57,9 +57,10 @@ class IstioFound:
 # ---- pure builders -------------------------------------------------------------------------------
 
 
-def install_argv(context: str) -> list[str]:
-    """`istioctl install` for one kubeconfig context with meshlab's flags (see the module docstring)."""
-    return ["istioctl", "install", "-y", "--context", context, *INSTALL_FLAGS]
+def install_argv(context: str, extra: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """`istioctl install` for one kubeconfig context with meshlab's flags (see the module docstring), plus `extra`
+    (stage 6 adds the multi-cluster values: istio_multicluster.install_flags)."""
+    return ["istioctl", "install", "-y", "--context", context, *INSTALL_FLAGS, *extra]
 
 
 def root_namespace() -> dict:
@@ -145,9 +146,9 @@ def images() -> list[str]:
     return [f"docker.io/istio/pilot:{VERSION}", f"docker.io/istio/proxyv2:{VERSION}"]
 
 
-def install(runner: Runner, context: str, say=print) -> IstioFound:
+def install(runner: Runner, context: str, say=print, extra: tuple[str, ...] | list[str] = ()) -> IstioFound:
     """Install the pinned Istio into the cluster of `context` (skipped when it is there already), then the root
-    namespace and the trace filter; idempotent."""
+    namespace and the trace filter; idempotent. `extra` flags go to `istioctl install`."""
     kubectl = Kubectl(context, None, runner)
     present = kubectl.call("get", "deployment", "istiod", "-o", "json", namespace=ISTIO_NAMESPACE, timeout=30)
     version = _istiod_image_version(json.loads(present.stdout)) if present.returncode == 0 else ""
@@ -156,7 +157,7 @@ def install(runner: Runner, context: str, say=print) -> IstioFound:
     else:
         version = require_istioctl(runner)
         say(f"installing Istio {version} (istiod only, root namespace {ROOT_NAMESPACE}); the first run pulls its images")
-        check(runner.run(install_argv(context), timeout=INSTALL_TIMEOUT), "istioctl install",
+        check(runner.run(install_argv(context, extra), timeout=INSTALL_TIMEOUT), "istioctl install",
               "look at `kubectl -n istio-system get pods`; `istioctl verify-install` explains most failures")
     kubectl.run("rollout", "status", "deployment/istiod", "--timeout=300s", namespace=ISTIO_NAMESPACE, timeout=330,
                 what="istiod is not ready", hint="kubectl -n istio-system describe pods -l app=istiod")

@@ -40,7 +40,8 @@ Faults on kind:
 - inject(...) POSTs to the app's /_meshlab/fault through `kubectl exec` of python in the app container.
 
 Stage 5: install_mesh() installs the pinned Istio with istioctl (backends/istio.py), after pulling its images
-into the nodes; the code is in KindFaults (kindfaults.py) and MeshOperations (clustermesh.py).
+into the nodes; the code is in KindFaults (kindfaults.py) and MeshOperations (clustermesh.py). Stage 6: KindBackend(lab,
+member="cluster-1") is cluster meshlab-<lab>-cluster-1 of a lab's two, Istio multi-primary (multikind.py).
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ from pathlib import Path
 import yaml
 
 from . import istio, traefik
+from . import istio_multicluster as im
 from .base import Availability, MeshlabError, NodeInfo
 from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
 from .kindfaults import KindFaults
+from .multikind import KindMulticluster
 from .state import check_name, state_root
 from .kubectl import Kubectl, Runner, check, pod_images
 
@@ -80,28 +83,34 @@ HINTS = {
 }
 
 
-def cluster_config(name: str, nodes: int, host_port: int) -> dict:
-    """kind's Cluster config: 1 control-plane (the edge node, port-mapped) + nodes-1 workers, all labelled as meshlab's."""
-    control_plane = {"role": "control-plane", "labels": {OWNED_LABEL: "true", traefik.EDGE_NODE_LABEL: "true"},
+def cluster_config(name: str, nodes: int, host_port: int, region: str = "") -> dict:
+    """kind's Cluster config: 1 control-plane (the edge node, port-mapped) + nodes-1 workers, all labelled as meshlab's,
+    and with a region, topology.kubernetes.io/region and zone (workers over zones a, b, ...; a kubelet may set both)."""
+    places = im.zones(region, max(1, nodes - 1)) if region else []
+    topology = [im.node_labels(region, places[max(0, i - 1) % len(places)]) if region else {} for i in range(nodes)]
+    control_plane = {"role": "control-plane", "labels": {OWNED_LABEL: "true", traefik.EDGE_NODE_LABEL: "true", **topology[0]},
                      "extraPortMappings": [{"containerPort": NODE_CONTAINER_PORT, "hostPort": host_port,
                                             "listenAddress": "127.0.0.1", "protocol": "TCP"}]}
-    workers = [{"role": "worker", "labels": {OWNED_LABEL: "true"}} for _ in range(nodes - 1)]
+    workers = [{"role": "worker", "labels": {OWNED_LABEL: "true", **topology[i]}} for i in range(1, nodes)]
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": name, "nodes": [control_plane, *workers]}
 
 
-class KindBackend(KindFaults, ClusterBackend):
+class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
     """A lab as its own kind cluster on this machine's Docker."""
 
     name = "kind"
     pin_namespace = False
     all_namespaces = True
 
-    def __init__(self, lab: str = "default", runner: Runner | None = None, edge_port: int | None = None, progress=None):
+    def __init__(self, lab: str = "default", runner: Runner | None = None, edge_port: int | None = None, progress=None,
+                 member: str = "", network: str = "", region: str = ""):
         self.lab = check_name(lab)
-        self.cluster_name = f"meshlab-{lab}"
+        self.member = check_name(member, "cluster name") if member else ""
+        self.cluster_name = f"meshlab-{lab}-{member}" if member else f"meshlab-{lab}"
         kubectl = Kubectl(f"kind-{self.cluster_name}", "default", runner)
         super().__init__(kubectl, "default", EDGE_NAMESPACE, state_root() / "kind" / f"{self.cluster_name}.json", progress)
-        self.cluster = self.cluster_name
+        self.cluster = self.member or self.cluster_name
+        self.network, self.region = (network, region) if (network and region) or not member else im.topology(member)
         self.edge_port = edge_port
 
     @classmethod
@@ -127,7 +136,8 @@ class KindBackend(KindFaults, ClusterBackend):
     def run(self, argv: list[str], what: str, timeout: float = 120.0, input: str | None = None) -> str:
         return check(self.runner.run(argv, input=input, timeout=timeout), what)
 
-    def clusters(self) -> list[str]:
+    def kind_clusters(self) -> list[str]:
+        """Every kind cluster on this machine (`kind get clusters`), meshlab's or not."""
         return self.run(["kind", "get", "clusters"], "kind get clusters").split()
 
     def owned(self) -> bool:
@@ -150,14 +160,16 @@ class KindBackend(KindFaults, ClusterBackend):
             raise MeshlabError("the kind backend runs one cluster per lab for now", "use clusters=1")
         if nodes < 1:
             raise MeshlabError(f"nodes={nodes}: a cluster needs at least one node", "use nodes=3 (1 control-plane + 2 workers)")
-        if self.cluster_name in self.clusters() and self._reuse(nodes):
+        if self.cluster_name in self.kind_clusters() and self._reuse(nodes):
             return
         port = self.edge_port or free_port()
-        self.state.write({"cluster": self.cluster_name, "context": self.kubectl.context, "edge_port": port, "nodes": nodes})
+        self.state.write({"cluster": self.cluster_name, "context": self.kubectl.context, "edge_port": port, "nodes": nodes,
+                          **({"lab": self.lab, "member": self.member, "network": self.network, "region": self.region}
+                             if self.member else {})})
         workers = f" + {nodes - 1} worker(s)" if nodes > 1 else ""
         self.say(f"creating kind cluster {self.cluster_name} (1 control-plane{workers}); "
                  "the first run downloads the node image")
-        config = yaml.safe_dump(cluster_config(self.cluster_name, nodes, port), sort_keys=False)
+        config = yaml.safe_dump(cluster_config(self.cluster_name, nodes, port, self.region), sort_keys=False)
         ours = True
         try:
             result = self.runner.run(["kind", "create", "cluster", "--name", self.cluster_name, "--config", "-"],
@@ -178,8 +190,8 @@ class KindBackend(KindFaults, ClusterBackend):
     def _reuse(self, nodes: int) -> bool:
         """Keep a cluster meshlab made earlier with at least `nodes` nodes (True); delete a smaller one so that
         up() creates it again (False); refuse anyone else's."""
-        if not self.owned():
-            raise MeshlabError(f"a kind cluster named {self.cluster_name} exists that meshlab did not create",
+        if not self.owned() or self.state.read().get("member", "") != self.member:
+            raise MeshlabError(f"a kind cluster named {self.cluster_name} exists that meshlab did not create for this lab",
                                f"use another lab name, or delete it yourself: kind delete cluster --name {self.cluster_name}")
         have = self.state.read().get("nodes", 1)
         if have < nodes:
@@ -203,21 +215,26 @@ class KindBackend(KindFaults, ClusterBackend):
         self.state.remove()
 
     def down(self) -> None:
-        """Delete the lab's cluster if meshlab created it; idempotent; any other cluster is left alone."""
+        """Delete the lab's cluster (and, for the lab's own backend, its member clusters) if meshlab created it;
+        idempotent; any other cluster is left alone."""
+        if not self.member:
+            self.down_members()
         self.stop_forwards()
-        if self.cluster_name not in self.clusters():
+        if self.cluster_name not in self.kind_clusters():
             self.state.remove()
-            return
-        if not self.owned():
+        elif not self.owned():
             self.say(f"not deleting kind cluster {self.cluster_name}: meshlab did not create it")
             return
-        self._teardown()
+        else:
+            self._teardown()
+        if self.member:
+            self.forget_ca()
 
     # ---- objects and images ----------------------------------------------------------------------
-    def apply(self, docs: list[dict]) -> list[str]:
+    def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
         """Pull the pods' images into the nodes first (see the module docstring), then `kubectl apply`."""
         self.preload(pod_images(docs))
-        return super().apply(docs)
+        return super().apply(docs, source)
 
     def pod_nodes(self) -> list[str]:
         """Node containers that run app pods: the workers, or the only node of a one-node cluster."""
@@ -260,7 +277,10 @@ class KindBackend(KindFaults, ClusterBackend):
     # ---- stage 5: Istio --------------------------------------------------------------------------
     def install_mesh(self) -> None:
         """Install the pinned Istio (istiod, root namespace mesh-system, the trace filter) and pull the sidecar image
-        into the nodes first. Injection is asked for per pod by stage 5's manifests (label_injection for a namespace)."""
+        into the nodes first. Injection is asked for per pod by stage 5's manifests (label_injection for a namespace).
+        A stage-6 member installs Istio multi-primary with its east-west gateway instead (multikind.py)."""
+        if self.member:
+            return self.install_multicluster_mesh()
         self.preload(istio.images())
         self.remember_istio(istio.install(self.runner, self.kubectl.context, self.say))
 

@@ -11,7 +11,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..envoy.admin import Admin
 from . import quiz
@@ -19,8 +19,10 @@ from .base import CheckResult, exercise, one_line
 
 LAB = "01-edge-proxy-lab"
 NOT_FOUND = "HTTP 404"
+NO_ENDPOINT = "HTTP 503"  # the edge's answer when a route's cluster has no ready pod
 TIMEOUT = 5.0
 SETTLE_S = 3.0  # an applied Ingress reaches the edge a moment later: keep probing this long
+EDGE_START_S = 15.0  # with no Ingress of its class the edge goes away; the next one starts it again
 
 # ---- talking to the lab -----------------------------------------------------------------------
 
@@ -102,8 +104,11 @@ INGRESS_PROBES = (  # (host, path, who must answer)
 )
 
 
-def judge_ingress(seen: Mapping[tuple[str, str], str]) -> CheckResult:
-    """Pass when every probe was answered by the expected service (or 404)."""
+def judge_ingress(seen: Mapping[tuple[str, str], str], empty: Iterable[str] = (),
+                  classless: Iterable[str] = ()) -> CheckResult:
+    """Pass when every probe was answered by the expected service (or 404). `empty`: the edge's clusters
+    with no endpoint (a backend naming a wrong Service or port); `classless`: Ingresses with no
+    ingressClassName, which the edge controller (class `edge`) ignores."""
     want = [(h, p, who) for h, p, who in INGRESS_PROBES]
     got = [(h, p, seen.get((h, p), "not sent")) for h, p, _ in INGRESS_PROBES]
     wrong = [(h, p, g, w) for (h, p, w), (_, _, g) in zip(want, got) if g != w]
@@ -111,8 +116,16 @@ def judge_ingress(seen: Mapping[tuple[str, str], str]) -> CheckResult:
     if not wrong:
         return CheckResult(True, _table(want), received)
     host, path, who, _ = wrong[0]
+    classless = sorted(classless)
     if who.startswith("no answer"):
         why = "the edge did not answer: is the lab up? (lab.up(stage='edge'))"
+    elif classless:
+        why = (f"Ingress {', '.join(classless)} has no `ingressClassName`: the edge controller serves class "
+               "`edge` only, and ignores it (as Traefik on kind would)")
+    elif who == NO_ENDPOINT:
+        clusters = ", ".join(sorted(empty)) or "?"
+        why = (f"Host {host} {path} got HTTP 503: that path's backend has no ready pod behind it (the edge's "
+               f"cluster {clusters} has no endpoints): check the Service name and port in its `backend`")
     elif host != HOST and who != NOT_FOUND:
         why = (f"{host} was answered by {who}: some Ingress still matches every host "
                "(the stage's Ingress `shop` has no host; replace it by naming yours `shop`)")
@@ -121,6 +134,23 @@ def judge_ingress(seen: Mapping[tuple[str, str], str]) -> CheckResult:
     else:
         why = f"Host {host} {path} went to {who}"
     return CheckResult(False, _table(want), received + f"\nFirst problem: {why}")
+
+
+def empty_edge_clusters(lab) -> list[str]:
+    """The edge's clusters with no endpoint (local backend: from its admin API); [] when unknown."""
+    try:
+        return sorted(name for name, hosts in Admin(edge_admin_url(lab), TIMEOUT).clusters().items() if not hosts)
+    except Exception:
+        return []
+
+
+def classless_ingresses(lab) -> list[str]:
+    """Names of the lab's Ingresses without ingressClassName (where the backend lists its objects)."""
+    try:
+        return sorted(i["metadata"]["name"] for i in lab.backend.objects("Ingress")
+                      if not (i.get("spec") or {}).get("ingressClassName"))
+    except Exception:
+        return []
 
 
 @exercise(LAB, "ingress-host-path", hints=[
@@ -135,9 +165,18 @@ def judge_ingress(seen: Mapping[tuple[str, str], str]) -> CheckResult:
 def ingress_host_path(lab) -> CheckResult:
     """Real requests through the edge: Host shop.local routes by path, other hosts get 404."""
     url = lab.url
-    seen = settled(lambda: {(h, p): probe(url, p, h) for h, p, _ in INGRESS_PROBES},
-                   lambda value: judge_ingress(value).ok)
-    return judge_ingress(seen)
+
+    def probe_all():
+        return {(h, p): probe(url, p, h) for h, p, _ in INGRESS_PROBES}
+
+    seen = settled(probe_all, lambda value: judge_ingress(value).ok)
+    if any(who.startswith("no answer") for who in seen.values()):  # the edge starting (an Ingress it serves is back)
+        settled(probe_all, lambda value: not any(w.startswith("no answer") for w in value.values()), EDGE_START_S)
+        seen = settled(probe_all, lambda value: judge_ingress(value).ok)
+    if judge_ingress(seen).ok:
+        return judge_ingress(seen)
+    empty = empty_edge_clusters(lab) if NO_ENDPOINT in seen.values() else []
+    return judge_ingress(seen, empty, classless_ingresses(lab))
 
 
 # ---- exercise 2: Exact vs Prefix -----------------------------------------------------------------
@@ -216,17 +255,19 @@ NO_RETRY_FIELDS = {
     "edge_forwarded": "requests the edge sent to the apps during the run (/stats, after - before)",
     "edge_retries": "retries the edge made (/stats: upstream_rq_retry)",
     "edge_ratings_calls": "calls to ratings the edge saw (/stats)",
+    "edge_clusters": "the edge's upstream clusters, by name (/stats: cluster.<name>.upstream_rq_total)",
 }
 
 
 def truth_from(result, stats: Mapping[str, int]) -> dict:
     """What really happened: from the TrafficResult and the edge's current /stats."""
     ratings = (getattr(result, "calls", None) or {}).get("reviews->ratings", {})
+    statuses = getattr(result, "statuses", None) or {}
     return {"requests": result.requests, "success_rate": result.success_rate, "failed_requests": result.failed,
             "failed_ratings_calls": ratings.get("failed", 0), "ratings_calls": ratings.get("total", 0),
             "edge_forwarded": result.requests, "edge_retries": stat_sum(stats, "upstream_rq_retry"),
             "edge_ratings_calls": stat_sum(stats, "upstream_rq_total", "ratings"),
-            "edge_clusters": edge_clusters(stats)}
+            "edge_clusters": edge_clusters(stats), "not_found": statuses.get(404, 0)}
 
 
 def _number(value: Any) -> float | None:
@@ -235,27 +276,64 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _cluster_names(value: Any) -> list[str] | None:
+    """Cluster names from a list/set of names (`cluster.X.upstream_rq_total` spelled out is fine too)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return None
+    names = []
+    for item in value:
+        name = str(item).strip()
+        name = name[len("cluster."):] if name.startswith("cluster.") else name
+        names.append(name.split(".upstream_rq")[0])
+    return sorted(set(names))
+
+
+def _differs(key: str, got: Any, want: Any) -> str | None:
+    """Why a figure is not what the run shows (never the run's figure itself); None when it is."""
+    if key == "edge_clusters":
+        names = _cluster_names(got)
+        if names is None:
+            return "give a list of cluster names, as they appear in the edge's /stats"
+        if names == list(want):
+            return None
+        missing, extra = sorted(set(want) - set(names)), sorted(set(names) - set(want))
+        return ("the edge has no cluster " + ", ".join(extra) if extra else
+                f"the edge has {len(missing)} more cluster(s): look at every key cluster.<name>.upstream_rq_total")
+    number = _number(got)
+    if number is None:
+        return "give a number (not a string or a bool)"
+    if abs(number - want) <= (0.005 if key == "success_rate" else 0):
+        return None
+    return f"{'more' if number > want else 'less'} than the run shows"
+
+
 def judge_no_retry(answers: Any, truth: Mapping[str, Any]) -> CheckResult:
-    """Compare the learner's figures with what the traffic and the edge's counters say."""
+    """Compare the learner's figures with what the traffic and the edge's counters say. A wrong figure
+    is named with what to measure, never with the run's own number."""
     if not isinstance(answers, Mapping):
         return CheckResult(False, "a dict of answers", f"answers is a {type(answers).__name__}")
     if all(answers.get(k) is None for k in NO_RETRY_FIELDS):
         return CheckResult(False, "your figures for: " + ", ".join(NO_RETRY_FIELDS), "nothing filled in yet")
     if truth["requests"] == 0:
         return CheckResult(False, "a traffic run in `result`", "result has no requests: run the traffic cell")
+    if truth.get("not_found") and truth["failed_ratings_calls"] == 0:
+        return CheckResult(False, "requests that reach the shop through your Ingress (Host shop.local)",
+                           f"{truth['not_found']} of {truth['requests']} requests got HTTP 404 from the edge: no "
+                           "Ingress rule matched Host shop.local, so no request reached the apps",
+                           hints=["Go back to exercise 1: your Ingress `shop` needs a rule for host shop.local "
+                                  "(and ingressClassName: edge) and its check must pass; then run the traffic cell "
+                                  "of this exercise again."])
     if truth["failed_ratings_calls"] == 0:
         return CheckResult(False, "ratings failing during the run (some reviews -> ratings calls failed)",
                            f"no ratings call failed in `result` ({truth['ratings_calls']} calls)",
                            hints=["Run the cell with lab.inject('ratings', errors=0.5), then the traffic cell again."])
     for key, meaning in NO_RETRY_FIELDS.items():
-        got, want = answers.get(key), truth[key]
+        got = answers.get(key)
         if got is None:
             return CheckResult(False, f"{key}: {meaning}", f"{key} = None (not filled in yet)")
-        number = _number(got)
-        close = number is not None and (abs(number - want) <= 0.005 if key == "success_rate" else number == want)
-        if not close:
-            shown = f"{want:.3f}" if key == "success_rate" else str(want)
-            return CheckResult(False, f"{key} = {shown}  ({meaning})", f"{key} = {got!r}")
+        why = _differs(key, got, truth[key])
+        if why:
+            return CheckResult(False, f"{key}: {meaning}", f"{key} = {got!r}: {why}")
     lines = [f"{truth['failed_ratings_calls']} failed ratings calls -> {truth['failed_requests']} failed client "
              f"requests ({truth['success_rate']:.1%} success): every failure reached the client, nobody retried.",
              f"The edge forwarded {truth['edge_forwarded']} requests (one per client request), retried "
@@ -274,7 +352,8 @@ def judge_no_retry(answers: Any, truth: Mapping[str, Any]) -> CheckResult:
     "Subtract `before` from `after` for what happened during the run; sum over the edge's clusters.",
     "success_rate = result.success_rate; failed_requests = result.failed; failed_ratings_calls = "
     "result.calls['reviews->ratings']['failed']; edge_forwarded = the sum of the upstream_rq_total deltas; "
-    "edge_retries and edge_ratings_calls: sums over keys ending in upstream_rq_retry / containing 'ratings'.",
+    "edge_retries and edge_ratings_calls: sums over keys ending in upstream_rq_retry / containing 'ratings'; "
+    "edge_clusters = the <name> of every key cluster.<name>.upstream_rq_total in `after`.",
 ])
 def no_retry(lab, result, answers) -> CheckResult:
     """The learner's figures against the traffic result and the edge's own counters."""

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from .. import manifests, settle
+from ..backends.base import MeshlabError
 from ..stages import router
 from .base import CheckResult, exercise
 from .quiz import judge as quiz_judge
@@ -46,15 +47,24 @@ def _virtual_hosts(listener: Mapping) -> list[dict]:
     return []
 
 
-def parse_route(text: Any) -> dict | None:
-    """A route action from YAML text (or a dict); None when the text holds nothing."""
-    value = yaml.safe_load(text) if isinstance(text, str) else text
+def parse_route(text: Any, what: str = "your route") -> dict | None:
+    """A route action from YAML text (or a dict); None when the text holds nothing. Bad YAML raises one
+    MeshlabError line with the line and column in the text, as lab.apply does for a manifest."""
+    try:
+        value = yaml.safe_load(text) if isinstance(text, str) else text
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{what}, line {mark.line + 1} column {mark.column + 1}" if mark else what
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MeshlabError(f"{where}: invalid YAML: {problem}",
+                           "indent every key under retry_policy by the same spaces, and put ':' after each key") from None
     if value is None:
         return None
     if isinstance(value, Mapping) and set(value) == {"route"}:  # written with its `route:` key: fine
         value = value["route"]
     if not isinstance(value, Mapping):
-        raise ValueError(f"a route must be a YAML mapping such as 'cluster: ratings-v1', not {type(value).__name__}")
+        raise MeshlabError(f"{what}: a route must be a YAML mapping such as 'cluster: ratings-v1', "
+                           f"not {type(value).__name__}", "write one key per line: cluster, timeout, retry_policy")
     return dict(value)
 
 
@@ -70,7 +80,7 @@ def with_routes(configmap: dict, listener: str, routes: Mapping[str, Any]) -> di
     for service, text in routes.items():
         if service not in found:
             raise KeyError(f"listener {listener!r} has no virtual host {service!r} (it has {', '.join(found)})")
-        action = parse_route(text)
+        action = parse_route(text, f"the route for {service}")
         if action is not None:
             found[service]["routes"][0]["route"] = action
     head = "".join(line + "\n" for line in out["data"]["lds.yaml"].splitlines() if line.startswith("#"))
@@ -198,20 +208,44 @@ def _routers_silent() -> CheckResult:
 
 # ---- exercise 1: a retry policy at the router --------------------------------------------------------
 
-def judge_retries(routes: list, truth: Mapping[str, Any] | None) -> CheckResult:
-    """Pass when the routers run a retry policy for ratings and, with one ratings pod failing half
-    its requests, (nearly) every client request succeeds while the routers retried."""
-    expected = (f"the routers retry failed calls to ratings: with one ratings pod failing half its requests, "
-                f"at least {MIN_SUCCESS:.0%} of requests succeed (a bare router: about 83%)")
-    if not routes or all(r is None for r in routes):
-        return _routers_silent()
-    route = next(r for r in routes if r is not None)
+def skips_tried_pods(policy: Mapping | None) -> bool:
+    """True when a retry policy sends each retry to a pod not tried yet (the previous_hosts predicate)."""
+    predicates = (policy or {}).get("retry_host_predicate") or []
+    return any("previous_hosts" in json.dumps(p) for p in predicates if isinstance(p, Mapping))
+
+
+NOT_TRIED_YET = ("without it a retry may go straight back to the pod that just failed: add `retry_host_predicate: "
+                 "[{name: envoy.retry_host_predicates.previous_hosts, typed_config: {'@type': type.googleapis.com/"
+                 "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]` (and "
+                 "`host_selection_retry_max_attempts: 3`) to the retry_policy")
+
+
+def retry_problem(route: Mapping, expected: str) -> CheckResult | None:
+    """What is wrong with a route's retry policy before any traffic is needed; None when nothing is."""
     policy = route.get("retry_policy")
     if not policy:
         return CheckResult(False, expected, f"the routers' route for ratings has no retry_policy:\n{show_route(route)}")
     if "num_retries" in policy and int(policy.get("num_retries") or 0) < 1:
         return CheckResult(False, expected, f"num_retries is {policy.get('num_retries')}: no retry will happen",
                            hints=["Set `num_retries: 2` inside retry_policy."])
+    if not skips_tried_pods(policy):
+        return CheckResult(False, expected, f"the retry_policy has no previous_hosts predicate: {NOT_TRIED_YET}\n"
+                           f"{show_route(route)}")
+    return None
+
+
+def judge_retries(routes: list, truth: Mapping[str, Any] | None) -> CheckResult:
+    """Pass when the routers run a retry policy for ratings that picks a pod not tried yet and, with one
+    ratings pod failing half its requests, (nearly) every client request succeeds while the routers retried."""
+    expected = (f"the routers retry failed calls to ratings on a pod not tried yet: with one ratings pod failing "
+                f"half its requests, at least {MIN_SUCCESS:.0%} of requests succeed (a bare router: about 83%)")
+    if not routes or all(r is None for r in routes):
+        return _routers_silent()
+    route = next(r for r in routes if r is not None)
+    problem = retry_problem(route, expected)
+    if problem is not None:
+        return problem
+    policy = route["retry_policy"]
     if truth is None or not truth.get("requests"):
         return CheckResult(False, expected, "no traffic could be sent through the lab")
     line = (f"{truth['success_rate']:.1%} of {truth['requests']} requests succeeded; the routers retried "
@@ -221,10 +255,8 @@ def judge_retries(routes: list, truth: Mapping[str, Any] | None) -> CheckResult:
                            line + ": no call to ratings failed, so nothing was tested",
                            hints=["Run the cell with lab.inject('ratings', errors=0.5, pod=flaky) again, then check."])
     if truth["success_rate"] < MIN_SUCCESS:
-        text = "previous_hosts" in json.dumps(policy)
         why = ("retry_on must cover the failure: the fault answers HTTP 500 (`5xx`)" if truth["retries"] == 0 else
-               "some retries went back to the failing pod and failed again" + (
-                   "" if text else ": add retry_host_predicate previous_hosts, so a retry picks another pod"))
+               "some retries failed again: num_retries 2, retry_on covering 5xx")
         return CheckResult(False, expected, f"{line}\nretry_policy: {json.dumps(policy)}\n{why}")
     return CheckResult(True, expected, line + ": the failures never reached the apps")
 
@@ -237,14 +269,15 @@ def judge_retries(routes: list, truth: Mapping[str, Any] | None) -> CheckResult:
     "Send each retry to another pod: `retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, "
     "typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
     "PreviousHostsPredicate}}]` plus `host_selection_retry_max_attempts: 3`: the policy the stage's own router "
-    "runs (lesson 02, section 2). Or apply the stage's whole ConfigMap: "
-    "lab.apply(manifests.dump([meshlab.stages.router.config_map(retries=2)])).",
+    "runs (lesson 02, section 2). Or apply the stage's whole ConfigMap: `from meshlab import manifests`, "
+    "`from meshlab.stages import router`, then lab.apply(manifests.dump([router.config_map(retries=2)])).",
 ])
 def router_retries(lab) -> CheckResult:
     """The routers' running route for ratings, then real traffic with the routers' retry counters."""
     seen = wait_routes(lab, "router", "ratings", lambda r: bool(r.get("retry_policy")), role="router")
     routes = list(seen.values())
-    if not routes or all(r is None for r in routes) or not any((r or {}).get("retry_policy") for r in routes):
+    route = next((r for r in routes if r is not None), None)
+    if route is None or retry_problem(route, "") is not None:
         return judge_retries(routes, None)
     result, before, after = _measure(lab, "router", RETRY_REQUESTS, 4)
     truth = {"requests": result.requests, "success_rate": result.success_rate, "failed": result.failed,
@@ -254,15 +287,8 @@ def router_retries(lab) -> CheckResult:
 
 # ---- exercise 2: a per-try timeout ---------------------------------------------------------------------
 
-def judge_timeout(routes: list, truth: Mapping[str, Any] | None, slow_ms: int = SLOW_MS) -> CheckResult:
-    """Pass when an attempt to the slow ratings pod is cut short and retried on another pod: every
-    request succeeds and p90 latency stays well below the slow pod's delay."""
-    limit = P90_SHARE * slow_ms
-    expected = (f"one ratings pod answers after {slow_ms} ms; the routers give up on it after a short per-try "
-                f"timeout and retry on the other pod: at least {MIN_SUCCESS:.0%} succeed, p90 under {limit:.0f} ms")
-    if not routes or all(r is None for r in routes):
-        return _routers_silent()
-    route = next(r for r in routes if r is not None)
+def timeout_problem(route: Mapping, expected: str, slow_ms: int = SLOW_MS) -> CheckResult | None:
+    """What is wrong with a route's timeouts before any traffic is needed; None when nothing is."""
     policy = route.get("retry_policy") or {}
     per_try, whole = seconds(policy.get("per_try_timeout")), seconds(route.get("timeout"))
     if per_try is None:
@@ -277,19 +303,41 @@ def judge_timeout(routes: list, truth: Mapping[str, Any] | None, slow_ms: int = 
     if per_try * 1000 >= slow_ms:
         return CheckResult(False, expected, f"per_try_timeout is {per_try:g} s: not shorter than the slow pod's "
                            f"{slow_ms} ms, so the router still waits for it")
+    if whole is not None and whole <= per_try:
+        return CheckResult(False, expected, f"{show_route(route)}\nThe route `timeout` ({whole:g} s) is not longer "
+                           f"than the per-try timeout ({per_try:g} s): it ends the whole call when the first attempt "
+                           "times out, before any retry can start. Keep the route's `timeout: 3s`.",
+                           hints=["The route's `timeout` caps all attempts together: keep it at 3s, and put only "
+                                  "`per_try_timeout: 0.25s` inside retry_policy."])
+    return retry_problem(route, expected)
+
+
+def judge_timeout(routes: list, truth: Mapping[str, Any] | None, slow_ms: int = SLOW_MS) -> CheckResult:
+    """Pass when an attempt to the slow ratings pod is cut short and retried on another pod: every
+    request succeeds and p90 latency stays well below the slow pod's delay."""
+    limit = P90_SHARE * slow_ms
+    expected = (f"one ratings pod answers after {slow_ms} ms; the routers give up on it after a short per-try "
+                f"timeout and retry on the other pod: at least {MIN_SUCCESS:.0%} succeed, p90 under {limit:.0f} ms")
+    if not routes or all(r is None for r in routes):
+        return _routers_silent()
+    route = next(r for r in routes if r is not None)
+    problem = timeout_problem(route, expected, slow_ms)
+    if problem is not None:
+        return problem
+    per_try = seconds(route["retry_policy"]["per_try_timeout"])
     if truth is None or not truth.get("requests"):
         return CheckResult(False, expected, "no traffic could be sent through the lab")
     line = (f"{truth['success_rate']:.1%} of {truth['requests']} requests succeeded, p90 {truth['p90']:.0f} ms; "
             f"{truth['per_try_timeouts']} attempts to ratings timed out and were retried")
+    if truth.get("route_timeouts"):
+        return CheckResult(False, expected, f"{line}; {truth['route_timeouts']} calls to ratings hit the route's "
+                           "`timeout` and failed as a whole: keep the route's `timeout: 3s`")
     if truth["per_try_timeouts"] == 0:
         return CheckResult(False, "a slow ratings pod while the check runs", line + ": nothing was slow",
                            hints=["Run the cell with lab.inject('ratings', latency_ms=SLOW_MS, pod=slow) again."])
     if truth["success_rate"] < MIN_SUCCESS:
-        why = ("the route `timeout` is not longer than the per-try timeout: it ends the retries too"
-               if whole is not None and whole <= per_try else
-               "some retries went back to the slow pod or ran out: retry on another pod (retry_host_predicate "
-               "previous_hosts) with num_retries 2, and retry_on covering timeouts (5xx)")
-        return CheckResult(False, expected, f"{line}\n{why}")
+        return CheckResult(False, expected, f"{line}\nsome retries ran out: num_retries 2, and retry_on covering "
+                           "timeouts (5xx)")
     if truth["p90"] >= limit:
         return CheckResult(False, expected, f"{line}\np90 is still {truth['p90']:.0f} ms: make per_try_timeout "
                            "shorter (0.25s)")
@@ -311,12 +359,12 @@ def router_timeout(lab) -> CheckResult:
                        role="router")
     routes = list(seen.values())
     route = next((r for r in routes if r is not None), None)
-    per_try = seconds(((route or {}).get("retry_policy") or {}).get("per_try_timeout"))
-    if route is None or per_try is None or per_try * 1000 >= SLOW_MS:
+    if route is None or timeout_problem(route, "") is not None:
         return judge_timeout(routes, None)
     result, before, after = _measure(lab, "router", TIMEOUT_REQUESTS, 6)
     truth = {"requests": result.requests, "success_rate": result.success_rate, "p90": result.latency_ms["p90"],
-             "per_try_timeouts": grew(before, after, "upstream_rq_per_try_timeout", "ratings")}
+             "per_try_timeouts": grew(before, after, "upstream_rq_per_try_timeout", "ratings"),
+             "route_timeouts": grew(before, after, "upstream_rq_timeout", "ratings")}
     return judge_timeout(routes, truth)
 
 

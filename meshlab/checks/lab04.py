@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping
 from ..stages import envoyconf, shop, sidecar
 from ..checks.stats import normalise, required_samples, split_matches
 from .base import CheckResult, exercise
-from .lab02 import (MIN_SUCCESS, SETTLE_S, configmap_yaml, grew, route_in, running_routes, stats_of, wait_routes,
-                    with_routes)
+from .lab02 import (MIN_SUCCESS, NOT_TRIED_YET, SETTLE_S, configmap_yaml, grew, route_in, running_routes,
+                    skips_tried_pods, stats_of, wait_routes, with_routes)
 from .lab03 import judge_lost
 
 LAB = "04-sidecar-fabric-lab"
@@ -152,7 +152,8 @@ def judge_by_hand(edit: Any, routes: Mapping[str, Mapping | None], truth: Mappin
     ratings retry, `edit` names them, and real traffic with a failing ratings pod (nearly) all succeeds."""
     need = callers_of("ratings")
     expected = (f"the sidecars of exactly the callers of ratings ({', '.join(sorted(need))}) retry calls to "
-                f"ratings, `edit` lists them, and at least {MIN_SUCCESS:.0%} of requests succeed")
+                f"ratings on a pod not tried yet, `edit` lists them, and at least {MIN_SUCCESS:.0%} of requests "
+                "succeed")
     names, unknown = names_of(edit)
     if unknown:
         return CheckResult(False, expected, f"these name no sidecar ConfigMap: {', '.join(unknown)} "
@@ -174,6 +175,10 @@ def judge_by_hand(edit: Any, routes: Mapping[str, Mapping | None], truth: Mappin
     if names - need:
         return CheckResult(False, expected, f"{', '.join(sorted(names - need))} never calls ratings: its sidecars "
                            "never use that route, so editing it was not needed")
+    careless = sorted(n for n in names if not skips_tried_pods((routes.get(n) or {}).get("retry_policy")))
+    if careless:
+        return CheckResult(False, expected, f"{', '.join(careless)}: the retry_policy for ratings has no "
+                           f"previous_hosts predicate; {NOT_TRIED_YET}")
     if truth is None or not truth.get("requests"):
         return CheckResult(False, expected, "no traffic could be sent through the lab")
     line = (f"{truth['success_rate']:.1%} of {truth['requests']} requests succeeded; the sidecars of "
@@ -182,8 +187,7 @@ def judge_by_hand(edit: Any, routes: Mapping[str, Mapping | None], truth: Mappin
         return CheckResult(False, "a ratings pod failing while the check runs", line + ": nothing failed to retry",
                            hints=["Run the cell with lab.inject('ratings', errors=0.5, pod=flaky) again."])
     if truth["success_rate"] < MIN_SUCCESS:
-        return CheckResult(False, expected, line + "\nsome retries failed again: retry on another pod "
-                           "(retry_host_predicate previous_hosts), num_retries 2, retry_on 5xx")
+        return CheckResult(False, expected, line + "\nsome retries failed again: num_retries 2, retry_on 5xx")
     return CheckResult(True, expected, line + f"\none policy, {len(names)} ConfigMaps edited by hand")
 
 
@@ -336,7 +340,8 @@ def judge_sidecar_blast(radius, lost: Any, failing: Any) -> CheckResult:
     "A sidecar carries every call into and out of its own pod, and nothing else.",
     "With reviews v2's sidecar dead, frontend's calls routed to reviews-v2 fail; nothing reaches reviews v2, so "
     "it makes no call to ratings at all.",
-    "lost = {reviews_v2}; failing = {'frontend->reviews'}: read them off the table of `radius` (failed after).",
+    "lost = {reviews_v2}: the pod in the summary line `lost connectivity: pods ...` of `radius`; failing = "
+    "{'frontend->reviews'}: the rows of its table with failures after the kill.",
 ])
 def sidecar_blast(radius, lost, failing) -> CheckResult:
     """The learner's predictions against the blast radius measured in the notebook."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..backends.base import MeshlabError
 from . import ca
 from .server import ControlPlane
-from .sources import api_address, from_environment, LocalWatch
+from .sources import api_address, from_environment, ClusterWatch, LocalWatch
 
 _print_lock = threading.Lock()
 
@@ -41,6 +41,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="workload certificate lifetime in seconds (default 3600)")
     parser.add_argument("--watch-timeout", type=float, default=30.0, help="long-poll timeout in seconds")
     parser.add_argument("--api", default="", help="supervisor socket (default: $MESHLAB_API; @name is abstract)")
+    parser.add_argument("--cluster", default="", help="this cluster's name in a multi-cluster mesh (istiod's CLUSTER_ID); "
+                        "then peers named by remote secrets in mesh-system are watched too")
+    parser.add_argument("--network", default="", help="this cluster's network (istiod's NETWORK)")
+    parser.add_argument("--root-ca", default="", help="folder of the root CA shared by every cluster "
+                        "(default: the --state folder); this cluster signs with its own intermediate")
     return parser.parse_args(argv)
 
 
@@ -53,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except MeshlabError as exc:
         print(f"meshlab.controlplane: {exc}", file=sys.stderr)
         return 2
+    if args.cluster:
+        source = ClusterWatch(source, args.cluster, args.network, log=log)
     try:
         plane = ControlPlane(args.address, args.xds_port, args.status_port, args.state, debounce=args.debounce,
-                             cert_ttl=args.cert_ttl, log=log).start()
+                             cert_ttl=args.cert_ttl, log=log, cluster=args.cluster,
+                             root_folder=args.root_ca or None).start()
     except OSError as exc:
         print(f"meshlab.controlplane: {exc}", file=sys.stderr)
         return 1

@@ -4,70 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .names import (  # noqa: F401  (re-exported: model.fqdn, model.parse_node_id, ... as before)
+    ROOT_NAMESPACE, TRUST_DOMAIN, SERVICE_SUFFIX, OUTBOUND_PORT, INBOUND_PORT, GATEWAY_PORT, GATEWAY_LABEL,
+    REGION_LABEL, ZONE_LABEL, SUBZONE_LABEL, PROXY_KINDS, Frozen, freeze, fqdn,
+    resolve_host, spiffe_id, format_node_id, parse_proxy_id, parse_node_id, selects)
 from .schema import is_istio
-
-ROOT_NAMESPACE = "mesh-system"
-TRUST_DOMAIN = "cluster.local"
-SERVICE_SUFFIX = "svc.cluster.local"
-OUTBOUND_PORT = 15001
-INBOUND_PORT = 15006
-
-
-class Frozen(dict):
-    """A dict that refuses changes (JSON-serialisable, unlike MappingProxyType)."""
-
-    def _refuse(self, *args, **kwargs):
-        raise TypeError("model data is immutable")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
-
-    def __hash__(self):
-        return hash(tuple(sorted(self.items(), key=repr)))
-
-
-def freeze(value):
-    """A deep immutable copy of JSON-like data: dicts become Frozen, lists become tuples."""
-    if isinstance(value, dict):
-        return Frozen({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def fqdn(name: str, namespace: str) -> str:
-    """A Service's cluster name: reviews.default.svc.cluster.local."""
-    return f"{name}.{namespace}.{SERVICE_SUFFIX}"
-
-
-def resolve_host(host: str, namespace: str) -> str:
-    """A VirtualService/DestinationRule host as Istio reads it: a short name (no dot) is in the rule's namespace."""
-    return fqdn(host, namespace) if "." not in host and host != "*" else host
-
-
-def spiffe_id(namespace: str, service_account: str) -> str:
-    """The SPIFFE identity of a workload: spiffe://cluster.local/ns/NS/sa/SA."""
-    return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account or 'default'}"
-
-
-def format_node_id(ip: str, pod: str, namespace: str) -> str:
-    """Istio's sidecar node id: sidecar~IP~POD.NS~NS.svc.cluster.local."""
-    return f"sidecar~{ip}~{pod}.{namespace}~{namespace}.{SERVICE_SUFFIX}"
-
-
-def parse_node_id(node_id: str) -> tuple[str, str, str]:
-    """(ip, pod, namespace) from a sidecar node id; ValueError when it is not one."""
-    parts = node_id.split("~")
-    if len(parts) != 4 or parts[0] != "sidecar" or "." not in parts[2]:
-        raise ValueError(f"not a sidecar node id: {node_id!r}")
-    pod, namespace = parts[2].rsplit(".", 1)
-    if not pod or parts[3] != f"{namespace}.{SERVICE_SUFFIX}":
-        raise ValueError(f"not a sidecar node id: {node_id!r}")
-    return parts[1], pod, namespace
-
-
-def selects(selector, labels) -> bool:
-    """Whether a label selector (matchLabels form) matches labels; an empty selector matches nothing here."""
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 @dataclass(frozen=True)
@@ -92,9 +33,21 @@ class Service:
         return fqdn(self.name, self.namespace)
 
 
+@dataclass(frozen=True, order=True)
+class Locality:
+    """Where a workload runs: its node's region / zone / subzone (all empty when unknown)."""
+    region: str = ""
+    zone: str = ""
+    subzone: str = ""
+
+    def envoy(self) -> dict:
+        """Envoy's core.Locality (empty fields left out)."""
+        return {k: v for k, v in (("region", self.region), ("zone", self.zone), ("sub_zone", self.subzone)) if v}
+
+
 @dataclass(frozen=True)
 class Pod:
-    """A pod from the watch payload."""
+    """A pod from the watch payload; cluster/network/locality tell where it runs in a multi-cluster lab."""
     name: str
     namespace: str
     ip: str
@@ -105,6 +58,11 @@ class Pod:
     ready: bool
     injected: bool
     ports: Frozen
+    cluster: str = ""
+    network: str = ""
+    locality: Locality = Locality()
+    host_ip: str = ""
+    host_ports: Frozen = Frozen()
 
     @property
     def identity(self) -> str:
@@ -112,9 +70,23 @@ class Pod:
         return spiffe_id(self.namespace, self.service_account)
 
     @property
+    def is_gateway(self) -> bool:
+        """Whether the pod is an east-west gateway (label istio: eastwestgateway)."""
+        return self.labels.get(GATEWAY_LABEL[0]) == GATEWAY_LABEL[1]
+
+    @property
     def node_id(self) -> str:
-        """The node id injection gives the pod's sidecar."""
-        return format_node_id(self.ip, self.name, self.namespace)
+        """The node id injection gives the pod's sidecar (a gateway's: router~...)."""
+        return format_node_id(self.ip, self.name, self.namespace, "router" if self.is_gateway else "sidecar")
+
+    @property
+    def gateway_address(self) -> tuple[str, int]:
+        """Where other networks reach this gateway: host_ip:hostPort of its 15443 port, else ip:15443."""
+        names = [name for name, port in self.ports.items() if str(port) == str(GATEWAY_PORT)]
+        host_port = next((self.host_ports[n] for n in names if n in self.host_ports), None)
+        if host_port and self.host_ip:
+            return self.host_ip, int(host_port)
+        return self.ip, GATEWAY_PORT
 
     def target(self, port: ServicePort) -> int | None:
         """The pod port a Service port sends to (a named targetPort looked up in the pod's ports)."""
@@ -147,11 +119,29 @@ class Policy:
 
 @dataclass(frozen=True)
 class Model:
-    """Everything the control plane translates, at one runtime revision."""
+    """Everything the control plane translates, at one runtime revision; remote_pods are other clusters' pods."""
     revision: int
     services: tuple[Service, ...]
     pods: tuple[Pod, ...]
     policies: tuple[Policy, ...]
+    cluster: str = ""
+    network: str = ""
+    remote_pods: tuple[Pod, ...] = ()
+
+    @property
+    def multicluster(self) -> bool:
+        """Whether this lab spans clusters (the local payload names its cluster)."""
+        return bool(self.cluster)
+
+    def remote_pods_of(self, service: Service) -> tuple[Pod, ...]:
+        """Pods of other clusters a Service selects (namespace sameness: same namespace, same selector)."""
+        return tuple(p for p in self.remote_pods if p.namespace == service.namespace
+                     and selects(service.selector, p.labels))
+
+    def gateways(self, network: str) -> tuple[Pod, ...]:
+        """Ready east-west gateways of a network with an address, from any cluster, by name."""
+        return tuple(p for p in self.pods + self.remote_pods
+                     if p.is_gateway and p.network == network and p.ready and p.ip)
 
     def of_kind(self, kind: str) -> tuple[Policy, ...]:
         """Policies of one kind, oldest first (Istio's order for conflicts)."""
@@ -175,7 +165,7 @@ class Model:
 
     def by_node_id(self, node_id: str) -> Pod | None:
         """The pod a proxy's node id names (by name + namespace, never trusting anything else)."""
-        _, name, namespace = parse_node_id(node_id)
+        _, _, name, namespace = parse_proxy_id(node_id)
         return self.pod(name, namespace)
 
 
@@ -186,12 +176,47 @@ def _service(doc: dict) -> Service:
     return Service(meta["name"], meta.get("namespace") or "default", freeze(spec.get("selector") or {}), ports)
 
 
-def _pod(data: dict) -> Pod:
+def node_localities(nodes) -> dict[str, Locality]:
+    """{node name: Locality} from the payload's nodes and their topology labels."""
+    out = {}
+    for node in nodes or ():
+        labels = node.get("labels") or {}
+        out[node.get("name") or ""] = Locality(labels.get(REGION_LABEL) or "", labels.get(ZONE_LABEL) or "",
+                                               labels.get(SUBZONE_LABEL) or "")
+    return out
+
+
+def pod_locality(data: dict, nodes: dict[str, Locality]) -> Locality:
+    """A pod's locality: its own `locality` field, else its node's topology labels, else unknown."""
+    own = data.get("locality") or {}
+    if own:
+        return Locality(own.get("region") or "", own.get("zone") or "", own.get("subzone") or "")
+    return nodes.get(data.get("node") or "", Locality())
+
+
+def _pod(data: dict, payload: dict, nodes: dict[str, Locality]) -> Pod:
     return Pod(name=data["name"], namespace=data.get("namespace") or "default", ip=data.get("ip") or "",
                node=data.get("node") or "", labels=freeze(data.get("labels") or {}),
                annotations=freeze(data.get("annotations") or {}),
                service_account=data.get("service_account") or "default", ready=bool(data.get("ready")),
-               injected=bool(data.get("injected")), ports=freeze(data.get("ports") or {}))
+               injected=bool(data.get("injected")), ports=freeze(data.get("ports") or {}),
+               cluster=payload.get("cluster") or "", network=payload.get("network") or "",
+               locality=pod_locality(data, nodes), host_ip=data.get("host_ip") or "",
+               host_ports=freeze(data.get("host_ports") or {}))
+
+
+def pods_of_payload(payload: dict) -> tuple[Pod, ...]:
+    """Every pod of one watch payload, with its cluster, network and locality, by namespace and name."""
+    nodes = node_localities(payload.get("nodes"))
+    return tuple(sorted((_pod(p, payload, nodes) for p in payload.get("pods") or []),
+                        key=lambda p: (p.namespace, p.name)))
+
+
+def services_of_payload(payload: dict) -> tuple[Service, ...]:
+    """Every v1 Service of one watch payload, by namespace and name."""
+    objects = [o for o in payload.get("objects") or [] if isinstance(o, dict)]
+    return tuple(sorted((_service(o) for o in objects if o.get("kind") == "Service" and o.get("apiVersion") == "v1"),
+                        key=lambda s: (s.namespace, s.name)))
 
 
 def _policy(doc: dict) -> Policy:
@@ -203,9 +228,21 @@ def _policy(doc: dict) -> Policy:
 def from_watch(payload: dict) -> Model:
     """The Model of one watch answer ({"revision", "objects", "pods"}; docs/controlplane.md)."""
     objects = [o for o in payload.get("objects") or [] if isinstance(o, dict)]
-    services = tuple(sorted((_service(o) for o in objects if o.get("kind") == "Service" and o.get("apiVersion") == "v1"),
-                            key=lambda s: (s.namespace, s.name)))
     policies = tuple(sorted((_policy(o) for o in objects if is_istio(o)),
                             key=lambda p: (p.kind, p.created, p.namespace, p.name)))
-    pods = tuple(sorted((_pod(p) for p in payload.get("pods") or []), key=lambda p: (p.namespace, p.name)))
-    return Model(int(payload.get("revision") or 0), services, pods, policies)
+    return Model(int(payload.get("revision") or 0), services_of_payload(payload), pods_of_payload(payload), policies,
+                 cluster=payload.get("cluster") or "", network=payload.get("network") or "")
+
+
+def from_watches(local: dict, remotes: list[dict]) -> Model:
+    """The local cluster's Model plus its peers' Services (local wins) and pods (endpoints); config stays local."""
+    base = from_watch(local)
+    peers = [r for r in remotes or () if r and (r.get("cluster") or "") not in ("", base.cluster)]
+    services = {(s.namespace, s.name): s for peer in reversed(peers) for s in services_of_payload(peer)}
+    services.update({(s.namespace, s.name): s for s in base.services})
+    remote_pods = tuple(p for peer in sorted(peers, key=lambda r: r["cluster"]) for p in pods_of_payload(peer))
+    return Model(base.revision, tuple(services[k] for k in sorted(services)), base.pods, base.policies,
+                 cluster=base.cluster, network=base.network, remote_pods=remote_pods)
+
+
+merge = from_watches  # the name docs/multicluster.md also gives it

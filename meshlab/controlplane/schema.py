@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ..backends.base import MeshlabError
-from .schema_rules import (MapOf, Obj, Problem, Seq, dns_label, duration, enum, header_name, integer, labels,
-                           match_value, nonempty, percentage, regex, retry_on, string, walk)
+from .schema_rules import (MapOf, Obj, Problem, Seq, Unsupported, boolean, dns_label, duration, enum, header_name,
+                           integer, ip_address, labels, locality, match_value, nonempty, percentage, regex, region,
+                           retry_on, string, walk)
 
 GROUP_VERSIONS = {"networking.istio.io": ("v1", "v1beta1", "v1alpha3"), "security.istio.io": ("v1", "v1beta1")}
 KINDS = {("networking.istio.io", "VirtualService"), ("networking.istio.io", "DestinationRule"),
+         ("networking.istio.io", "ServiceEntry"),
          ("security.istio.io", "PeerAuthentication"), ("security.istio.io", "AuthorizationPolicy")}
 UNSUPPORTED_HINT = ("the local control plane implements the Istio subset in docs/controlplane.md; "
                     "use --backend kind for the full Istio API")
@@ -41,11 +43,42 @@ def _percent(fields: dict, required: dict) -> Obj:
     return Obj({**fields, "percentage": Obj({"value": percentage})}, required=required)
 
 
+def _distribute_or_failover(setting) -> tuple[str, str] | None:
+    """localityLbSetting sets distribute or failover, not both."""
+    if setting.get("distribute") and setting.get("failover"):
+        return "", "can not simultaneously specify 'distribute' and 'failover'"
+    return None
+
+
+def _distribute_total(rule) -> tuple[str, str] | None:
+    """A distribute rule's `to` weights are each 1..100 and add up to 100."""
+    weights = [w for w in (rule.get("to") or {}).values() if isinstance(w, int)]
+    if any(w <= 0 or w > 100 for w in weights):
+        return "to", "locality weight must be in range [1, 100]"
+    return None if sum(weights) == 100 else ("to", f"total locality weight {sum(weights)} != 100")
+
+
+def _failover_regions_differ(rule) -> tuple[str, str] | None:
+    """A failover goes from one region to another."""
+    return ("", "locality lb failover settings must specify different regions") \
+        if rule.get("from") and rule.get("from") == rule.get("to") else None
+
+
+LOCALITY_LB = Obj({
+    "enabled": boolean,
+    "distribute": Seq(Obj({"from": locality, "to": MapOf(locality, integer())},
+                          required={"from": "locality lb distribute must specify `from`",
+                                    "to": "locality lb distribute must specify `to`"}, rules=(_distribute_total,))),
+    "failover": Seq(Obj({"from": region, "to": region},
+                        required={"from": "locality lb failover must specify `from`",
+                                  "to": "locality lb failover must specify `to`"}, rules=(_failover_regions_differ,))),
+}, rules=(_distribute_or_failover,))
 STRING_MATCH = Obj({"exact": string, "prefix": string, "regex": regex}, rules=(_one_string_match,))
 SELECTOR = Obj({"matchLabels": labels})
 TRAFFIC_POLICY = Obj({
     "loadBalancer": Obj({"simple": enum("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "UNSPECIFIED", "LEAST_CONN",
-                                        local_only=("PASSTHROUGH",))}),
+                                        local_only=("PASSTHROUGH",)),
+                      "localityLbSetting": LOCALITY_LB}),
     "connectionPool": Obj({
         "tcp": Obj({"maxConnections": integer(0, wording="max connections must be non-negative")}),
         "http": Obj({"http1MaxPendingRequests": integer(0, wording="http1 max pending requests must be non-negative"),
@@ -62,6 +95,56 @@ TRAFFIC_POLICY = Obj({
 })
 SOURCE = Obj({k: Seq(match_value) for k in ("principals", "notPrincipals", "namespaces", "notNamespaces")})
 OPERATION = Obj({k: Seq(match_value) for k in ("methods", "notMethods", "paths", "notPaths")})
+
+SE_PROTOCOLS = ("HTTP", "TCP")
+SE_OTHER_PROTOCOLS = ("HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TLS", "MONGO", "MYSQL", "REDIS", "UDP")
+
+
+def protocol(value) -> str | None:
+    """A ServiceEntry port protocol (case-insensitive, as Istio); the local backend serves HTTP and TCP."""
+    if string(value):
+        return string(value)
+    if value.upper() in SE_OTHER_PROTOCOLS:
+        return Unsupported(f"protocol {value} is not supported by the local backend (HTTP, TCP)")
+    return None if value.upper() in SE_PROTOCOLS else f"unsupported protocol {value!r}"
+
+
+def _unique_ports(spec) -> tuple[str, str] | None:
+    """ServiceEntry port numbers and names are unique."""
+    ports = [p for p in spec.get("ports") or () if isinstance(p, dict)]
+    for key in ("number", "name"):
+        values = [p.get(key) for p in ports]
+        dupes = sorted({str(v) for v in values if values.count(v) > 1})
+        if dupes:
+            return "ports", f"port {key} {dupes[0]} already defined"
+    return None
+
+
+def _resolution(spec) -> tuple[str, str] | None:
+    """Resolution NONE (Istio's default) is passthrough, which the local backend does not serve."""
+    if spec.get("resolution") in (None, "NONE"):
+        return "resolution", Unsupported("resolution NONE (the default) is not supported by the local backend; "
+                                         "set STATIC or DNS")
+    return None
+
+
+def _endpoints_fit(spec) -> tuple[str, str] | None:
+    """STATIC needs IP endpoints; endpoint ports name declared ports; DNS hosts are not wildcards."""
+    endpoints = [e for e in spec.get("endpoints") or () if isinstance(e, dict)]
+    names = {p.get("name") for p in spec.get("ports") or () if isinstance(p, dict)}
+    if spec.get("resolution") == "STATIC" and not endpoints:
+        return "endpoints", "endpoints must be provided for resolution STATIC"
+    for index, endpoint in enumerate(endpoints):
+        if spec.get("resolution") == "STATIC" and ip_address(endpoint.get("address")):
+            return f"endpoints[{index}].address", ip_address(endpoint.get("address"))
+        for name in endpoint.get("ports") or {}:
+            if name not in names:
+                return f"endpoints[{index}].ports.{name}", f"endpoint port {name} is not defined by the service entry"
+    wild = [h for h in spec.get("hosts") or () if isinstance(h, str) and "*" in h]
+    if spec.get("resolution") == "DNS" and wild:
+        return "hosts", f"wildcard host {wild[0]} is not allowed with resolution DNS"
+    return None
+
 
 SPECS = {
     "VirtualService": Obj({
@@ -93,6 +176,20 @@ SPECS = {
         "subsets": Seq(Obj({"name": dns_label, "labels": labels, "trafficPolicy": TRAFFIC_POLICY},
                            required={"name": "subset name is invalid: (empty)"})),
     }, required={"host": "destination rule must have a host"}, rules=(_unique_subsets,)),
+    "ServiceEntry": Obj({
+        "hosts": Seq(nonempty, empty="service entry must have at least one host"),
+        "ports": Seq(Obj({"number": integer(1, 65535, "port number {v} must be in the range 1..65535"),
+                          "name": nonempty, "protocol": protocol},
+                         required={"number": "port number must be set", "name": "port name must be set"}),
+                     empty="service entry must have at least one port"),
+        "location": enum("MESH_EXTERNAL", "MESH_INTERNAL"),
+        "resolution": enum("STATIC", "DNS", local_only=("NONE", "DNS_ROUND_ROBIN")),
+        "endpoints": Seq(Obj({"address": nonempty,
+                              "ports": MapOf(dns_label, integer(1, 65535, "port number {v} must be in the range 1..65535"))},
+                             required={"address": "endpoint must have an address"})),
+    }, required={"hosts": "service entry must have at least one host",
+                 "ports": "service entry must have at least one port"},
+        rules=(_unique_ports, _resolution, _endpoints_fit)),
     "PeerAuthentication": Obj({
         "selector": SELECTOR,
         "mtls": Obj({"mode": enum("UNSET", "DISABLE", "PERMISSIVE", "STRICT")}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -102,6 +103,41 @@ def regex(value) -> str | None:
     return None
 
 
+def boolean(value) -> str | None:
+    """A boolean."""
+    return None if isinstance(value, bool) else f"must be a boolean, got {value!r}"
+
+
+def locality(value) -> str | None:
+    """A locality `region/zone/subzone`; `*` only as the whole last segment (Istio's validateLocalities)."""
+    if nonempty(value):
+        return nonempty(value)
+    parts = value.split("/")
+    if len(parts) > 3 or any(p == "" for p in parts):
+        return f"invalid locality {value!r} (use region, region/zone or region/zone/subzone)"
+    if any("*" in p for p in parts[:-1]) or ("*" in parts[-1] and parts[-1] != "*"):
+        return f"locality {value!r}: wildcard '*' must be the whole last segment"
+    return None
+
+
+def region(value) -> str | None:
+    """A failover region: no `/`, no `*` (Istio: failover only names regions)."""
+    if nonempty(value):
+        return nonempty(value)
+    if "/" in value:
+        return "locality lb failover only specify region"
+    return "locality lb failover region should not contain '*' wildcard" if "*" in value else None
+
+
+def ip_address(value) -> str | None:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"endpoint address {value!r} is not a valid IP address"
+    return None
+
+
 def labels(value) -> str | None:
     """A map of string labels."""
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -190,7 +226,8 @@ def walk(value, schema, path: str) -> None:
         for rule in schema.rules:
             found = rule(value)
             if found:
-                raise Problem(_join(path, found[0]) if found[0] else path, found[1])
+                raise Problem(_join(path, found[0]) if found[0] else path, found[1],
+                              unsupported=isinstance(found[1], Unsupported))
     elif isinstance(schema, Seq):
         if not isinstance(value, list):
             raise Problem(path, f"must be a list, got {value!r}")

@@ -13,13 +13,16 @@ from typing import Callable
 
 from . import ads, ca, cache
 
-Translate = Callable[[dict], dict]  # watch payload -> {node_id: Snapshot}
+Translate = Callable[[dict], dict]  # watch payload (with its peers' under "remotes") -> {node_id: Snapshot}
 
 
 def translate(payload: dict) -> dict:
-    """The pure pipeline: model.from_watch then snapshot.build_all."""
+    """The pure pipeline: model.from_watch (model.from_watches with the peers' states) then snapshot.build_all."""
     from . import model, snapshot  # the pure side; imported here so this module loads on its own
 
+    if "remotes" in payload:
+        local = {k: v for k, v in payload.items() if k != "remotes"}
+        return snapshot.build_all(model.from_watches(local, payload["remotes"]))
     return snapshot.build_all(model.from_watch(payload))
 
 
@@ -34,13 +37,14 @@ class ControlPlane:
 
     def __init__(self, address: str, xds_port: int, status_port: int, state: str | Path,
                  debounce: float = 0.02, debounce_max: float = 1.0, cert_ttl: float = ca.DEFAULT_TTL,
-                 translate: Translate = translate, log: Callable[[str], None] = print):
+                 translate: Translate = translate, log: Callable[[str], None] = print, cluster: str = "",
+                 root_folder: str | Path | None = None):
         self.address, self.xds_port, self.status_port = address, xds_port, status_port
         self.debounce, self.debounce_max = debounce, debounce_max
         self.translate = translate
         self.log = log
         self.cache = cache.SnapshotCache()
-        self.ca = ca.CertificateAuthority(state, ttl=cert_ttl)
+        self.ca = ca.CertificateAuthority(state, cluster=cluster, ttl=cert_ttl, root_folder=root_folder)
         self.identities: dict[tuple[str, str], str] = {}
         self.service = ads.AdsService(self.cache, self.secrets, log=log,
                                       secret_check_interval=max(0.1, min(5.0, cert_ttl / 30)))
@@ -68,7 +72,7 @@ class ControlPlane:
         return self
 
     def follow(self, source) -> None:
-        """Feed every state the source delivers (a sources.LocalWatch) into the build loop."""
+        """Feed every state the source delivers (a sources.LocalWatch or ClusterWatch) into the build loop."""
         self._spawn(lambda: source.run(self.offer, self.stopping), "watch")
 
     def stop(self) -> None:

@@ -11,9 +11,11 @@ from .translate import common
 from .translate.authz import rbac_filters
 from .translate.clusters import inbound_cluster, outbound_clusters
 from .translate.endpoints import load_assignments
+from .translate.gateway import gateway_resources
 from .translate.listeners import app_port, inbound_listener, outbound_listener
 from .translate.mtls import workload_mode
-from .translate.routes import route_config_name, route_configuration
+from .translate.routes import hop_fields, route_config_name, route_configuration
+from .translate.serviceentry import entry_clusters, entry_load_assignments, entry_virtual_hosts
 
 LISTENER_TYPE = common.LISTENER
 ROUTE_TYPE = common.ROUTE_CONFIGURATION
@@ -126,18 +128,45 @@ def _by_name(items: list[dict], key: str = "name") -> dict:
 
 
 def build(model: Model, pod: Pod) -> Snapshot:
-    """The LDS/RDS/CDS/EDS resources of one sidecar (SDS secrets are the ADS server's)."""
+    """The LDS/RDS/CDS/EDS resources of one proxy: a sidecar, or an east-west gateway (SDS is the ADS server's)."""
+    return build_gateway(model, pod) if pod.is_gateway else build_sidecar(model, pod)
+
+
+def build_sidecar(model: Model, pod: Pod) -> Snapshot:
+    """A sidecar: outbound (Services, ServiceEntries) and inbound listeners, their routes, clusters and endpoints."""
     listeners = [outbound_listener(pod, route_config_name(model))]
-    clusters = outbound_clusters(model, pod)
+    clusters = outbound_clusters(model, pod) + entry_clusters(model, pod)
     port = app_port(model, pod)
     if port:
-        listeners.append(inbound_listener(pod, port, workload_mode(model, pod), rbac_filters(model, pod)))
+        listeners.append(inbound_listener(pod, port, workload_mode(model, pod), rbac_filters(model, pod),
+                                          hop_fields(model)))
         clusters.append(inbound_cluster(pod, port))
-    resources = {LISTENER_TYPE: _by_name(listeners), ROUTE_TYPE: _by_name([route_configuration(model, pod)]),
-                 CLUSTER_TYPE: _by_name(clusters), ENDPOINT_TYPE: _by_name(load_assignments(model, pod), "cluster_name")}
-    return Snapshot.of(json.loads(json.dumps(resources)))  # plain JSON data: no frozen model values inside
+    routes = [route_configuration(model, pod, entry_virtual_hosts(model, pod))]
+    assignments = load_assignments(model, pod) + entry_load_assignments(model, pod)
+    return _snapshot(listeners, routes, clusters, assignments)
+
+
+def build_gateway(model: Model, pod: Pod) -> Snapshot:
+    """An east-west gateway: the 15443 SNI passthrough listener, its clusters and this cluster's endpoints."""
+    listeners, clusters, assignments = gateway_resources(model, pod)
+    return _snapshot(listeners, [], clusters, assignments)
+
+
+def _snapshot(listeners: list[dict], routes: list[dict], clusters: list[dict], assignments: list[dict]) -> Snapshot:
+    resources = {LISTENER_TYPE: _by_name(listeners), ROUTE_TYPE: _by_name(routes), CLUSTER_TYPE: _by_name(clusters),
+                 ENDPOINT_TYPE: _by_name(assignments, "cluster_name")}
+    return Snapshot.of(plain(resources))
+
+
+def plain(value):
+    """A deep copy as plain JSON data (dicts and lists): no frozen model values, nothing shared between proxies."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
 
 
 def build_all(model: Model) -> dict[str, Snapshot]:
-    """{node id: Snapshot} for every injected pod that has an IP (ready or not: a proxy starts before its app)."""
-    return {pod.node_id: build(model, pod) for pod in model.pods if pod.injected and pod.ip}
+    """{node id: Snapshot} for every injected pod and east-west gateway with an IP (ready or not: a proxy starts first)."""
+    return {pod.node_id: build(model, pod) for pod in model.pods if (pod.injected or pod.is_gateway) and pod.ip}

@@ -121,7 +121,7 @@ def to_dot(topo: Topology) -> str:
     clusters = topo.clusters()
     for ci, cluster in enumerate(clusters):
         with g.subgraph(name=f"cluster_{ci}") as box:
-            box.attr(label=cluster or "cluster", style="rounded", color="#888888", fontsize="11", labeljust="l")
+            box.attr(label=topo.cluster_label(cluster), style="rounded", color="#888888", fontsize="11", labeljust="l")
             for ni, node in enumerate(n for n in topo.nodes if n.cluster == cluster):
                 with box.subgraph(name=f"cluster_{ci}_{ni}") as nbox:
                     nbox.attr(label=node.name + (" DOWN" if node.down else ""), style="filled,rounded",

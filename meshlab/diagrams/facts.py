@@ -58,9 +58,10 @@ def from_facts(pods=(), nodes=(), proxies=(), traffic=None, title: str = "Live l
 
 
 def _config_pushes(topo: Topology) -> None:
-    """A dashed push from each cluster's control plane to every sidecar it configures (red while it is down)."""
+    """A dashed push from each cluster's control plane to every sidecar and gateway it configures (red while it
+    is down)."""
     for cp in (p for p in topo.proxies if p.role == "control-plane"):
-        for sidecar in (p for p in topo.proxies if p.role == "sidecar" and p.cluster == cp.cluster):
+        for sidecar in (p for p in topo.proxies if p.role in ("sidecar", "gateway") and p.cluster == cp.cluster):
             topo.edge(cp.id, sidecar.id, kind="config").failed = int(cp.down)
 
 

@@ -112,6 +112,12 @@ class Topology:
         names = [x.cluster for x in (*self.nodes, *self.pods, *self.proxies)]
         return list(dict.fromkeys(names))
 
+    def cluster_label(self, cluster: str) -> str:
+        """A cluster's box title; with several clusters, what has none runs outside them (a legacy host)."""
+        if cluster:
+            return cluster
+        return "outside the clusters" if any(self.clusters()) else "cluster"
+
     def sidecars(self) -> dict[str, Proxy]:
         """Sidecar proxies by the id of the pod they sit in."""
         return {pod_id(p.cluster, p.pod): p for p in self.proxies if p.role == "sidecar" and p.pod}

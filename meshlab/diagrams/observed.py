@@ -6,6 +6,7 @@ import functools
 from collections import defaultdict
 from typing import NamedTuple
 
+from meshlab.diagrams.crossings import route_crossings
 from meshlab.diagrams.hops import Resolver, parse_hop, service_of
 from meshlab.diagrams.model import CLIENT, Topology
 
@@ -79,7 +80,7 @@ def add_traffic(topo: Topology, result) -> Topology:
     _client_side(topo, data, chains)
     if not chains:
         _calls_only(topo, data, resolve)
-    return topo
+    return route_crossings(topo)  # a call into another cluster went through that cluster's east-west gateway
 
 
 def _prefix_counts(chains: list[Chain]) -> dict[tuple, tuple[int, int]]:

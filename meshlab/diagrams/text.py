@@ -21,7 +21,7 @@ def to_text(topo: Topology) -> str:
     sidecars = topo.sidecars()
     standalone = [p for p in topo.proxies if p.role != "sidecar" or p not in sidecars.values()]
     for cluster in topo.clusters():
-        lines.append(f"{cluster or 'cluster'}:")
+        lines.append(f"{topo.cluster_label(cluster)}:")
         members = [x for x in topo.pods + standalone if x.cluster == cluster]
         node_names = [n.name for n in topo.nodes if n.cluster == cluster]
         for node in [n for n in topo.nodes if n.cluster == cluster]:

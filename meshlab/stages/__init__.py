@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import manifests
 from ..backends.base import MeshlabError
-from . import controlplane, edge, info, pernode, router, shop, sidecar
+from . import controlplane, edge, info, multicluster, pernode, router, shop, sidecar
 
 BUILDERS = {
     0: lambda: shop.documents(),
@@ -13,8 +13,10 @@ BUILDERS = {
     3: lambda: pernode.documents(),
     4: lambda: sidecar.documents(),
     5: lambda **options: controlplane.documents(**options),
+    6: lambda **options: multicluster.documents(**options),
 }
-MESH_STAGES = {5}  # stages whose sidecars need a control plane (installed by the backend before applying)
+MESH_STAGES = {5, 6}  # stages whose sidecars need a control plane (installed by the backend before applying)
+MULTICLUSTER_STAGES = {6}  # stages that run in several clusters (the local backend composes runtimes: meshlab/fleet.py)
 
 
 # Nodes the shop needs per stage where a node costs something (kind: one container each). Stage 3 is about
@@ -50,7 +52,12 @@ def documents(stage, **options) -> list[dict]:
         return BUILDERS[n](**options)
     except TypeError:
         raise MeshlabError(f"stage {n} ({info.get(n).key}) takes no option {', '.join(options)}",
-                           "only stage 5 takes injection=False (the brownfield start)") from None
+                           "stage 5 takes injection=False (the brownfield start); stage 6 cluster= and payments_address=") from None
+
+
+def is_multicluster(stage) -> bool:
+    """True when a stage runs in several clusters."""
+    return number(stage) in MULTICLUSTER_STAGES
 
 
 def needs_mesh(stage) -> bool:

@@ -38,3 +38,17 @@ def documents(injection: bool = True, namespace: str | None = None) -> list[dict
     """
     docs = [meshed(d, injection) for d in shop.documents(namespace)]
     return docs[:1] + service_accounts(namespace) + docs[1:] + [edge.ingress(namespace=namespace)]
+
+
+def subsets_yaml(service: str = "reviews", versions=("v1", "v2", "v3")) -> str:
+    """A DestinationRule naming one subset per version (Bookinfo's destination-rule-all, for one service)."""
+    subsets = "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in versions)
+    return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {service}}}\n"
+            f"spec:\n  host: {service}\n  subsets:\n{subsets}")
+
+
+def split_yaml(weights: dict, service: str = "reviews") -> str:
+    """A VirtualService sending `weights` ({"v1": 90, "v3": 10}) of a service's calls to its subsets."""
+    routes = "".join(f"    - destination: {{host: {service}, subset: {v}}}\n      weight: {w}\n" for v, w in weights.items())
+    return (f"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {service}}}\n"
+            f"spec:\n  hosts: [{service}]\n  http:\n  - route:\n{routes}")

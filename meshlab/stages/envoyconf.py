@@ -21,6 +21,7 @@ DNS_CLUSTER = "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster"
 PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 ROUTE_TIMEOUT = "3s"
 RETRY_ON = "5xx,connect-failure"
+HEALTH_INTERVAL = "1s"
 
 
 def versions() -> dict[str, list[str]]:
@@ -46,31 +47,41 @@ def retry_policy(retries: int) -> dict:
             "host_selection_retry_max_attempts": 3}
 
 
-def route_action(service: str, retries: int = 0, timeout: str = ROUTE_TIMEOUT, weights: dict | None = None) -> dict:
-    """Route to a service's version clusters: one version directly, several by weight."""
+def route_action(service: str, retries: int = 0, timeout: str = ROUTE_TIMEOUT, weights: dict | None = None,
+                 name_version: bool = False) -> dict:
+    """Route to a service's version clusters: one version directly, several by weight. `name_version`
+    rewrites the Host to the version's name (`reviews-v2`), so the next proxy knows which version to reach."""
     names = versions()[service]
     weights = weights or {v: 1 for v in names}
     action: dict = {}
     if len(names) == 1:
         action["cluster"] = f"{service}-{names[0]}"
+        if name_version:
+            action["host_rewrite_literal"] = f"{service}-{names[0]}"
     else:
-        action["weighted_clusters"] = {"clusters": [{"name": f"{service}-{v}", "weight": int(w)}
-                                                    for v, w in weights.items()]}
+        action["weighted_clusters"] = {"clusters": [
+            {"name": f"{service}-{v}", "weight": int(w), **({"host_rewrite_literal": f"{service}-{v}"} if name_version else {})}
+            for v, w in weights.items()]}
     action["timeout"] = timeout
     if retries:
         action["retry_policy"] = retry_policy(retries)
     return action
 
 
-def service_hosts(retries: int = 0, weights: dict | None = None) -> list[dict]:
+def service_hosts(retries: int = 0, weights: dict | None = None, name_version: bool = False) -> list[dict]:
     """One virtual host per service, matched by the Host the app called (`ratings`, `ratings.default...`)."""
     hosts = [{"name": service, "domains": [service, f"{service}.*"],
               "routes": [{"match": {"prefix": "/"},
-                          "route": route_action(service, retries, weights=(weights or {}).get(service))}]}
+                          "route": route_action(service, retries, weights=(weights or {}).get(service),
+                                                name_version=name_version)}]}
              for service in versions()]
-    hosts.append({"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {
-        "status": 404, "body": {"inline_string": "no virtual host for this Host header"}}}]})
-    return hosts
+    return hosts + [unknown_host()]
+
+
+def unknown_host() -> dict:
+    """The catch-all virtual host: 404 for a Host no route knows."""
+    return {"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {
+        "status": 404, "body": {"inline_string": "no virtual host for this Host header"}}}]}
 
 
 def http_listener(name: str, port: int, role: str, virtual_hosts: list[dict], **hop: str) -> dict:
@@ -92,6 +103,21 @@ def dns_cluster(name: str, host: str, port: int) -> dict:
                 "@type": DNS_CLUSTER, "dns_refresh_rate": "1s", "dns_lookup_family": "V4_ONLY"}},
             "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
+
+
+def health_checked(cluster: dict, host: str | None = None, headers: dict | None = None) -> dict:
+    """A cluster whose hosts are used only while they answer `GET /healthz` (every second, as `host`, with
+    `headers`): a new host waits for its first good answer, three failed checks in a row take a host out (one
+    slow answer on a busy machine does not), one good one brings it back; with no healthy host the proxy
+    answers 503 at once (panic threshold 0: never fall back to the unhealthy hosts)."""
+    check: dict = {"path": "/healthz"}
+    if host:
+        check["host"] = host
+    if headers:
+        check["request_headers_to_add"] = [{"header": {"key": k, "value": v}} for k, v in headers.items()]
+    return {**cluster, "health_checks": [{"timeout": "2s", "interval": HEALTH_INTERVAL, "no_traffic_interval": HEALTH_INTERVAL,
+                                          "unhealthy_threshold": 3, "healthy_threshold": 1, "http_health_check": check}],
+            "common_lb_config": {"healthy_panic_threshold": {"value": 0}}}
 
 
 def static_cluster(name: str, address: str, port: int) -> dict:

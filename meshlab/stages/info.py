@@ -66,17 +66,18 @@ def _proxy(name: str, role: str, node: str, cluster: str = "cluster") -> Part:
     return Part(name, node, role=role, cluster=cluster)
 
 
-_SHOP = ("frontend", "catalog", "reviews-v1", "reviews-v2", "ratings")
-_PLACE = {"frontend": "node-1", "catalog": "node-1", "reviews-v1": "node-2", "ratings": "node-2",
-          "reviews-v2": "node-3"}
+# The shop as the local lab places it (least-loaded nodes, Deployments by name): seven app pods on three nodes.
+_SHOP = ("frontend", "catalog", "reviews-v1", "reviews-v2", "reviews-v3", "ratings", "ratings-2")
+_PLACE = {"frontend": "node-2", "catalog": "node-1", "reviews-v1": "node-2", "reviews-v2": "node-3",
+          "reviews-v3": "node-1", "ratings": "node-3", "ratings-2": "node-1"}
 _NODES = tuple(("cluster", f"node-{i}") for i in (1, 2, 3))
 _APP_CALLS = (("frontend", "catalog"), ("frontend", "reviews-v1"), ("frontend", "reviews-v2"),
-              ("reviews-v2", "ratings"))
+              ("frontend", "reviews-v3"), ("reviews-v2", "ratings"), ("reviews-v3", "ratings-2"))
 
 
 def _shop(sidecar: bool = False) -> tuple[Part, ...]:
     """The sample shop on three nodes."""
-    return tuple(_app(n, _PLACE[n], sidecar) for n in _SHOP)
+    return tuple(_app(n, _PLACE[n], sidecar, service="ratings" if n.startswith("ratings") else "") for n in _SHOP)
 
 
 def _via_sidecars(calls, label: str = "") -> tuple[tuple[str, ...], ...]:
@@ -89,26 +90,27 @@ def _via_sidecars(calls, label: str = "") -> tuple[tuple[str, ...], ...]:
 
 
 def _stage6() -> Schematic:
-    """Two clusters: the shop in east, catalog only in west, ratings in both; east-west gateways."""
-    east = [_app(n, p, True, "east") for n, p in
-            (("frontend", "east-1"), ("reviews-v1", "east-1"), ("reviews-v2", "east-2"), ("ratings", "east-2"))]
-    west = [_app("catalog", "west-1", True, "west"), _app("ratings-west", "west-1", True, "west", "ratings")]
-    infra = [_proxy("ingress-gateway", "edge", "east-1", "east"),
-             _proxy("istiod-east", "control-plane", "east-2", "east"),
-             _proxy("eastwest-gateway-east", "gateway", "east-2", "east"),
-             _proxy("eastwest-gateway-west", "gateway", "west-1", "west"),
-             _proxy("istiod-west", "control-plane", "west-1", "west")]
-    calls = (("client", "ingress-gateway"), ("ingress-gateway", "frontend/sidecar", "mTLS"),
-             ("frontend/sidecar", "frontend"),
-             *_via_sidecars(_APP_CALLS[1:], "mTLS"),
-             ("frontend", "frontend/sidecar"), ("frontend/sidecar", "eastwest-gateway-west", "mTLS"),
-             ("eastwest-gateway-west", "catalog/sidecar"), ("catalog/sidecar", "catalog"),
-             ("reviews-v2/sidecar", "eastwest-gateway-west", "failover"),
-             ("eastwest-gateway-west", "ratings-west/sidecar"), ("ratings-west/sidecar", "ratings-west"))
-    config = tuple(("istiod-east", f"{p.name}/sidecar") for p in east) + (("istiod-east", "ingress-gateway"),) + \
-        tuple(("istiod-west", f"{p.name}/sidecar") for p in west)
-    nodes = (("east", "east-1"), ("east", "east-2"), ("west", "west-1"))
-    return Schematic(tuple(infra + east + west), tuple(dict.fromkeys(calls)), config, nodes)
+    """Two clusters (docs/multicluster.md): frontend and catalog in cluster-1 only, reviews and ratings in both; a
+    call into cluster-2 passes its east-west gateway; each control plane configures its own cluster's proxies;
+    the legacy payments service runs outside both."""
+    one, two = "cluster-1", "cluster-2"
+    apps = [_app("frontend", "node-1", True, one), _app("catalog", "node-1", True, one),
+            _app("reviews-v1", "node-2", True, one), _app("ratings", "node-2", True, one),
+            _app("reviews-v2", "node-1", True, two), _app("ratings-2", "node-2", True, two, "ratings")]
+    infra = [_proxy("edge", "edge", "node-1", one), _proxy("istiod-1", "control-plane", "node-2", one),
+             _proxy("eastwest-gateway-1", "gateway", "node-2", one),
+             _proxy("istiod-2", "control-plane", "node-2", two), _proxy("eastwest-gateway-2", "gateway", "node-1", two)]
+    legacy = [_app("payments", "legacy-host", False, "")]
+    calls = (("client", "edge"), _SIDECAR_IN[0], _SIDECAR_IN[1],
+             *_via_sidecars((("frontend", "catalog"), ("frontend", "reviews-v1"), ("reviews-v1", "ratings")), "mTLS"),
+             ("frontend/sidecar", "eastwest-gateway-2", "mTLS (SNI)"), ("eastwest-gateway-2", "reviews-v2/sidecar"),
+             ("reviews-v2/sidecar", "reviews-v2"), ("reviews-v2", "reviews-v2/sidecar"),
+             ("reviews-v2/sidecar", "ratings-2/sidecar", "mTLS"), ("ratings-2/sidecar", "ratings-2"),
+             ("frontend/sidecar", "payments", "ServiceEntry"))
+    config = tuple((f"istiod-{p.cluster[-1]}", f"{p.name}/sidecar") for p in apps) + \
+        (("istiod-1", "eastwest-gateway-1"), ("istiod-2", "eastwest-gateway-2"))
+    nodes = ((one, "node-1"), (one, "node-2"), (two, "node-1"), (two, "node-2"), ("", "legacy-host"))
+    return Schematic(tuple(infra + apps + legacy), tuple(dict.fromkeys(calls)), config, nodes)
 
 
 _EDGE = _proxy("edge", "edge", "node-1")
@@ -159,28 +161,32 @@ STAGES: list[StageInfo] = [
         "the router layer: every east-west call fails",
         Schematic((_EDGE, _proxy("router", "router", "node-3")) + _shop(),
                   _INGRESS + (("frontend", "router"), ("router", "catalog"), ("router", "reviews-v1"),
-                              ("router", "reviews-v2"), ("reviews-v2", "router"), ("router", "ratings")),
+                              ("router", "reviews-v2"), ("router", "reviews-v3"), ("reviews-v2", "router"),
+                              ("reviews-v3", "router"), ("router", "ratings"), ("router", "ratings-2")),
                   nodes=_NODES)),
     StageInfo(
         3, "per-node", "Proxy per node", "Proxy per Node",
         "One proxy per node as a DaemonSet (how Linkerd 1 was deployed): pods find their node's proxy "
-        "through the downward API (status.hostIP); it sends each call straight to the callee's pods, "
-        "so only the caller's node proxy is on the path.",
-        "one proxy on every node; pods call their own node's proxy",
+        "through the downward API (status.hostIP). A call leaves through the caller's node proxy and "
+        "enters through the callee's, so each node proxy carries every call from and to its node's pods.",
+        "one proxy on every node; a call passes the caller's node proxy and the callee's",
         "per-node proxy config (one ConfigMap for the DaemonSet)",
         ["DaemonSet (hostPort)", "ConfigMap", "headless Service per version", "downward API (status.hostIP)"],
         ["Fewer proxies than pods: cheaper than a sidecar in every pod (seed: 更节省资源).",
          "Suits large monoliths on physical machines or VMs.",
          "Coarse control: policy applies per node, not per service (seed: 粒度还是不够细).",
          "If a node's proxy fails, every service on that node is cut off: its pods can no longer call "
-         "anything (seed: 该节点上的所有服务就都会无法访问).",
+         "anything, nor be called (seed: 该节点上的所有服务就都会无法访问).",
          "Not fully transparent: apps must know to call their node's proxy.",
          "A heavy proxy per node adds up (seed: Linkerd 1 on the JVM; Linkerd 2 moved to Go)."],
-        "one node: exactly the pods on that node lose connectivity",
+        "one node: every pod on that node is cut off, in both directions",
         Schematic((_EDGE,) + tuple(_proxy(f"node-proxy-{i}", "node", f"node-{i}") for i in (1, 2, 3)) + _shop(),
-                  _INGRESS + (("frontend", "node-proxy-1"), ("node-proxy-1", "catalog"),
-                              ("node-proxy-1", "reviews-v1"), ("node-proxy-1", "reviews-v2"),
-                              ("reviews-v2", "node-proxy-3"), ("node-proxy-3", "ratings")),
+                  _INGRESS + (("frontend", "node-proxy-2", "out"), ("node-proxy-2", "reviews-v1", "in"),
+                              ("node-proxy-2", "node-proxy-1"), ("node-proxy-1", "catalog", "in"),
+                              ("node-proxy-1", "reviews-v3", "in"), ("node-proxy-2", "node-proxy-3"),
+                              ("node-proxy-3", "reviews-v2", "in"), ("reviews-v2", "node-proxy-3", "out"),
+                              ("node-proxy-3", "ratings", "in"), ("reviews-v3", "node-proxy-1", "out"),
+                              ("node-proxy-1", "ratings-2", "in")),
                   nodes=_NODES)),
     StageInfo(
         4, "sidecar", "Sidecar proxy / fabric", "Sidecar代理/Fabric模型",

@@ -35,7 +35,9 @@ def figures(result, before, after):
     return dict(success_rate=result.success_rate, failed_requests=result.failed,
                 failed_ratings_calls=result.calls["reviews->ratings"]["failed"],
                 edge_forwarded=grew(".upstream_rq_total"), edge_retries=grew(".upstream_rq_retry"),
-                edge_ratings_calls=grew(".upstream_rq_total", "ratings"))
+                edge_ratings_calls=grew(".upstream_rq_total", "ratings"),
+                edge_clusters=sorted(k[len("cluster."):-len(".upstream_rq_total")] for k in after
+                                     if k.startswith("cluster.") and k.endswith(".upstream_rq_total")))
 
 
 def test_lab01_checks_on_a_real_edge(no_leaks, monkeypatch, tmp_path):
@@ -58,6 +60,15 @@ def test_lab01_checks_on_a_real_edge(no_leaks, monkeypatch, tmp_path):
         lab.apply(RIGHT_INGRESS.replace("path: /api/catalog, pathType: Prefix", "path: /api/catalog, pathType: Exact"))
         wrong = check("ingress-host-path", lab)
         assert not wrong.ok and "/api/catalog/items/7" in wrong.received
+        # wrong: no ingressClassName; the edge controller ignores it, as Traefik (class edge) would
+        lab.apply(RIGHT_INGRESS.replace("  ingressClassName: edge\n", ""))
+        wrong = check("ingress-host-path", lab)
+        assert not wrong.ok and "Ingress shop has no `ingressClassName`" in wrong.received
+        # wrong: a backend port the Service does not have
+        lab.apply(RIGHT_INGRESS.replace("name: catalog, port: {number: 9080}", "name: catalog, port: {number: 8080}"))
+        wrong = check("ingress-host-path", lab)
+        assert not wrong.ok and "HTTP 503" in wrong.received and "catalog" in wrong.received
+        assert "Service name and port" in wrong.received
         lab.apply(RIGHT_INGRESS)
         assert check("ingress-host-path", lab).ok
 
@@ -75,5 +86,7 @@ def test_lab01_checks_on_a_real_edge(no_leaks, monkeypatch, tmp_path):
         assert check("no-retry", lab, result, answers).ok
         cumulative = {**answers, "edge_forwarded": lab01.stat_sum(after, "upstream_rq_total")}
         assert not check("no-retry", lab, result, cumulative).ok
+        guessed = {**answers, "edge_clusters": None}  # the zeros guessed, /stats never read
+        assert not check("no-retry", lab, result, guessed).ok
     finally:
         lab.down()

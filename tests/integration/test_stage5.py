@@ -13,38 +13,17 @@ import pytest
 
 import meshlab
 from meshlab import traffic
+from meshlab.stages import controlplane
 from meshlab.checks.stats import required_samples, split_matches
 from traces import east_west
 
 pytestmark = pytest.mark.integration
 
-SUBSETS = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
-"""
+SUBSETS = controlplane.subsets_yaml()
 
 
 def route_reviews(v1: int, v3: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: v1}}
-      weight: {v1}
-    - destination: {{host: reviews, subset: v3}}
-      weight: {v3}
-"""
+    return controlplane.split_yaml({"v1": v1, "v3": v3})
 
 
 @pytest.fixture(scope="module")

@@ -101,24 +101,55 @@ def test_stage2_down_leaves_nothing(stage2, no_leaks):
 
 
 # ---- stage 3: proxy per node -----------------------------------------------------------------
-def test_stage3_every_call_goes_through_the_callers_node_proxy_only(stage3):
+def test_stage3_every_call_leaves_through_the_callers_node_proxy_and_enters_through_the_callees(stage3):
     proxies = [p for p in stage3.proxies() if p.role == "node"]
     assert sorted(p.node for p in proxies) == ["node-1", "node-2", "node-3"]
     on_node = {p.name: p.node for p in proxies}
     for caller, hops, callee in all_succeed(stage3):
-        assert [h["role"] for h in hops] == ["node"], (caller, callee)
-        assert on_node[hops[0]["name"]] == caller["node"] == hops[0]["node"]
+        assert [(h["role"], h.get("dir"), h["node"]) for h in hops] == [
+            ("node", "out", caller["node"]), ("node", "in", callee["node"])], (caller, callee)
+        assert [on_node[h["name"]] for h in hops] == [caller["node"], callee["node"]]
 
 
-def test_stage3_killing_a_node_proxy_fails_exactly_the_calls_from_that_node(stage3):
-    frontend = next(p.node for p in app_pods(stage3) if p.service == "frontend")
-    callers = {p.node for p in app_pods(stage3) if p.service == "reviews" and p.version != "v1"}
-    node = sorted(callers - {frontend})[0] if callers - {frontend} else pytest.skip("no caller off the frontend's node")
+def off_entry_node(lab):
+    """A node without the frontend (the entry), preferring the one that runs reviews v2."""
+    frontend = next(p.node for p in app_pods(lab) if p.service == "frontend")
+    nodes = [p.node for p in app_pods(lab) if p.service == "reviews" and p.version == "v2"]
+    nodes += sorted({p.node for p in app_pods(lab)})
+    return next(n for n in nodes if n != frontend)
+
+
+def test_stage3_a_dead_node_proxy_cuts_its_pods_off_in_both_directions(stage3):
+    node = off_entry_node(stage3)
+    here = app_pods(stage3, node)
+    there = [p for p in app_pods(stage3) if p.node != node]
+    callee = next(s for s in ("catalog", "ratings", "reviews") if any(p.service == s for p in there))
+    proxy = next(p.name for p in stage3.proxies() if p.role == "node" and p.node == node)
+    stage3.kill(proxy=proxy)
+    try:
+        after = stage3.traffic(n=100)
+        out_here = stage3.call(here[0].name, f"http://{callee}:9080/")  # a call made on the node
+        out_there = stage3.call(there[0].name, f"http://{callee}:9080/")
+    finally:
+        stage3.restore()
+        stage3.backend.wait_ready(timeout=60)
+        settle.settle(stage3)
+    reached = {h["pod"] for path in after.paths for h in path["hops"] if h["kind"] == "app"}
+    assert not reached & {p.name for p in here}, str(after)  # nothing enters the node any more
+    assert reached & {p.name for p in there}, str(after)  # pods elsewhere still serve
+    assert out_here.status != 200 and out_there.status == 200, (out_here, out_there)  # nothing leaves it either
+
+
+def test_stage3_the_blast_radius_of_a_node_proxy_is_every_pod_on_its_node(stage3):
+    node = off_entry_node(stage3)
     result = stage3.blast_radius(kill=dict(proxy="node", node=node), n=200)
-    assert result.failed_after, str(result)
-    for row in result.rows:
-        assert row.after_failed == (row.after_calls if row.node == node else 0), str(result)
-    assert result.lost_nodes == [node] and "one node" in result.verdict
+    here = {p.name for p in app_pods(stage3, node)}
+    assert set(result.lost_pods) == here, str(result)  # the seed: every service on that node is unreachable
+    assert result.lost_nodes == [node] and "one node" in result.verdict, str(result)
+    assert f"lost connectivity: pods {', '.join(sorted(here))}; nodes {node}" in str(result)
+    for row in result.rows:  # a call that failed was made on the node or was headed for a pod on it
+        assert not row.after_failed or row.node == node or row.callee in {
+            p.service for p in app_pods(stage3, node)}, str(result)
 
 
 def test_stage3_down_leaves_nothing(stage3, no_leaks):

@@ -74,5 +74,5 @@ def test_status_reports_the_edge_proxy_and_the_shop(lab):
 
 def test_down_deletes_only_the_labs_cluster(lab):
     lab.down()
-    assert f"meshlab-{LAB}" not in lab.clusters()
+    assert f"meshlab-{LAB}" not in lab.backend.kind_clusters()
     lab.down()  # idempotent

@@ -13,6 +13,7 @@ import pytest
 
 import meshlab
 from meshlab import settle
+from meshlab.stages import controlplane
 from meshlab.backends import istio
 from meshlab.backends.kind import KindBackend
 from meshlab.backends.kubectl import Runner
@@ -20,26 +21,7 @@ from traces import east_west
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 N = 200
-SHIFT = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v3}
-"""
+SHIFT = controlplane.subsets_yaml() + "---\n" + controlplane.split_yaml({"v3": 100})
 STRICT = """\
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -152,5 +134,5 @@ def test_restart_gives_new_pods_that_join_the_mesh(lab):
 
 def test_down_deletes_the_stages_cluster(lab):
     lab.down()
-    assert "meshlab-kind-stage5" not in lab.backend.clusters()
+    assert "meshlab-kind-stage5" not in lab.backend.kind_clusters()
     lab.down()  # idempotent

@@ -133,6 +133,14 @@ def test_healthz_info_and_any_path(apps):
         assert status == 200 and body["paths"] == [[body["paths"][0][0]]]
 
 
+def test_a_health_check_naming_a_node_passes_only_on_that_node(apps):
+    """Stage 3's node proxies learn which pods are on their own node this way (Linkerd 1's localnode)."""
+    app = apps.start("127.77.3.11", "ratings", node="node-2")
+    assert get(f"{app.url}/healthz", headers={"x-meshlab-node": "node-2"}) == (200, {"ok": True})
+    status, body = get(f"{app.url}/healthz", headers={"x-meshlab-node": "node-1"})
+    assert status == 503 and body["node"] == "node-2" and not body["ok"]
+
+
 def test_fault_knobs(apps):
     app = apps.start("127.77.4.10", "ratings")
     fault = f"{app.url}/_meshlab/fault"

@@ -41,6 +41,17 @@ FULL_HTTP = {
     "timeout": "1.5s",
     "fault": {"delay": {"fixedDelay": "2s", "percentage": {"value": 12.5}}, "abort": {"httpStatus": 503, "percentage": {"value": 0}}},
 }
+def se(**spec):
+    return {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "payments"},
+            "spec": {"hosts": ["payments.legacy.example"], "location": "MESH_EXTERNAL", "resolution": "STATIC",
+                     "ports": [{"number": 9080, "name": "http", "protocol": "HTTP"}],
+                     "endpoints": [{"address": "127.0.0.9"}], **spec}}
+
+
+FAILOVER = {"loadBalancer": {"localityLbSetting": {"enabled": True, "failover": [{"from": "region-1", "to": "region-2"}]}},
+            "outlierDetection": {"consecutive5xxErrors": 1}}
+DISTRIBUTE = {"loadBalancer": {"simple": "ROUND_ROBIN", "localityLbSetting": {"distribute": [
+    {"from": "region-1/zone-1a/*", "to": {"region-1/zone-1a/*": 80, "region-2/*": 20}}]}}}
 POLICY = {"loadBalancer": {"simple": "ROUND_ROBIN"},
           "connectionPool": {"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1, "http2MaxRequests": 10,
                                                                    "maxRequestsPerConnection": 1, "maxRetries": 2}},
@@ -65,6 +76,14 @@ GOOD = [
                               "to": [{"operation": {"methods": ["POST", "DELETE"], "paths": ["/admin*"],
                                                     "notMethods": ["GET"], "notPaths": ["*.html"]}}]}]),
     {**ap(), "metadata": {"name": "x", "namespace": "default", "labels": {"a": "b"}, "creationTimestamp": "2024-01-01T00:00:00Z"}},
+    dr(trafficPolicy=FAILOVER),
+    dr(trafficPolicy=DISTRIBUTE),
+    dr(trafficPolicy={"loadBalancer": {"localityLbSetting": {"enabled": False}}}),
+    se(),
+    se(location="MESH_INTERNAL", endpoints=[{"address": "127.0.0.9", "ports": {"http": 8080}}, {"address": "::1"}],
+       ports=[{"number": 9080, "name": "http", "protocol": "http"}, {"number": 5432, "name": "db", "protocol": "TCP"}]),
+    se(resolution="DNS", endpoints=[]),
+    se(resolution="DNS", endpoints=[{"address": "legacy.internal"}]),
 ]
 
 
@@ -160,6 +179,41 @@ BAD = [  # (doc, path, value, expected message after "shop.yaml: Kind/name: ")
     (ap(), "spec.rules", [{"from": [{"source": {"ipBlocks": ["1.2.3.4"]}}]}],
      "field spec.rules[0].from[0].source.ipBlocks is not supported by the local backend"),
     (ap(), "spec.rules", [{"when": [{"key": "request.headers[x]"}]}], "field spec.rules[0].when is not supported by the local backend"),
+    (dr(), "spec.trafficPolicy", {"loadBalancer": {"localityLbSetting": {"enabled": "yes"}}},
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.enabled: must be a boolean, got 'yes'"),
+    (dr(), "spec.trafficPolicy", {"loadBalancer": {"localityLbSetting": {**FAILOVER["loadBalancer"]["localityLbSetting"],
+                                                                           **DISTRIBUTE["loadBalancer"]["localityLbSetting"]}}},
+     "spec.trafficPolicy.loadBalancer.localityLbSetting: can not simultaneously specify 'distribute' and 'failover'"),
+    (dr(trafficPolicy=DISTRIBUTE), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute.0.to.region-2/*", 30,
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: total locality weight 110 != 100"),
+    (dr(trafficPolicy=DISTRIBUTE), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute.0.to.region-2/*", 0,
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: locality weight must be in range [1, 100]"),
+    (dr(trafficPolicy=DISTRIBUTE), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute.0.from", "*/zone-1a",
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from: locality '*/zone-1a': wildcard '*' must be"),
+    (dr(trafficPolicy=FAILOVER), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover.0.to", "region-1",
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]: locality lb failover settings must specify different"),
+    (dr(trafficPolicy=FAILOVER), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover.0.to", "region-2/zone-2a",
+     "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].to: locality lb failover only specify region"),
+    (dr(trafficPolicy=FAILOVER), "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority", ["x"],
+     "field spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority is not supported by the local backend"),
+    (se(), "spec.hosts", [], "spec: service entry must have at least one host"),
+    (se(), "spec.ports", DELETE, "spec: service entry must have at least one port"),
+    (se(), "spec.ports.0.number", 0, "spec.ports[0].number: port number 0 must be in the range 1..65535"),
+    (se(), "spec.ports.0.name", DELETE, "spec.ports[0]: port name must be set"),
+    (se(), "spec.ports.0.protocol", "HTTPS", "spec.ports[0].protocol: protocol HTTPS is not supported by the local backend"),
+    (se(), "spec.ports.0.protocol", "SMTP", "spec.ports[0].protocol: unsupported protocol 'SMTP'"),
+    (se(), "spec.ports", [{"number": 1, "name": "a"}, {"number": 1, "name": "b"}], "spec.ports: port number 1 already defined"),
+    (se(), "spec.location", "OUTSIDE", "spec.location: unknown value 'OUTSIDE' (one of MESH_EXTERNAL, MESH_INTERNAL)"),
+    (se(), "spec.resolution", "DNS_ROUND_ROBIN", "spec.resolution: value DNS_ROUND_ROBIN is not supported by the local backend"),
+    (se(), "spec.resolution", DELETE, "spec.resolution: resolution NONE (the default) is not supported by the local backend"),
+    (se(), "spec.endpoints", [], "spec.endpoints: endpoints must be provided for resolution STATIC"),
+    (se(), "spec.endpoints.0.address", "legacy.internal",
+     "spec.endpoints[0].address: endpoint address 'legacy.internal' is not a valid IP address"),
+    (se(), "spec.endpoints.0.ports", {"grpc": 9090}, "spec.endpoints[0].ports.grpc: endpoint port grpc is not defined"),
+    (se(), "spec.endpoints.0.labels", {"a": "b"}, "field spec.endpoints[0].labels is not supported by the local backend"),
+    (se(), "spec.workloadSelector", {"labels": {"a": "b"}}, "field spec.workloadSelector is not supported by the local backend"),
+    (se(resolution="DNS"), "spec.hosts", ["*.legacy.example"],
+     "spec.hosts: wildcard host *.legacy.example is not allowed with resolution DNS"),
 ]
 
 
@@ -176,8 +230,8 @@ def test_bad_field_gets_one_line_error(doc, path, value, expected):
 
 
 @pytest.mark.parametrize("doc,expected", [
-    ({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "ext"}, "spec": {}},
-     "shop.yaml: ServiceEntry/ext: kind ServiceEntry (networking.istio.io/v1) is not supported by the local backend"),
+    ({"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry", "metadata": {"name": "ext"}, "spec": {}},
+     "shop.yaml: WorkloadEntry/ext: kind WorkloadEntry (networking.istio.io/v1) is not supported by the local backend"),
     ({"apiVersion": "networking.istio.io/v2", "kind": "VirtualService", "metadata": {"name": "r"}, "spec": {}},
      "shop.yaml: VirtualService/r: apiVersion networking.istio.io/v2 is not served (use networking.istio.io/v1)"),
     ({"apiVersion": "security.istio.io/v1alpha3", "kind": "PeerAuthentication", "metadata": {"name": "p"}},
@@ -201,9 +255,9 @@ def test_is_istio(doc, expected):
     assert schema.is_istio(doc) is expected
 
 
-def test_kinds_are_the_four_of_the_subset():
-    assert {kind for _, kind in schema.KINDS} == {"VirtualService", "DestinationRule", "PeerAuthentication",
-                                                  "AuthorizationPolicy"}
+def test_kinds_are_the_five_of_the_subset():
+    assert {kind for _, kind in schema.KINDS} == {"VirtualService", "DestinationRule", "ServiceEntry",
+                                                  "PeerAuthentication", "AuthorizationPolicy"}
 
 
 @pytest.mark.parametrize("text,seconds", [("1s", 1), ("250ms", 0.25), ("1.5s", 1.5), ("1m30s", 90), ("2h", 7200), (".5s", 0.5)])

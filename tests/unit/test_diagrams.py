@@ -91,7 +91,7 @@ def test_stage_topologies_have_the_stage_shape():
     five = diagrams.from_stage(5)
     assert len(five.sidecars()) == len(five.pods)
     assert any(e.kind == "config" for e in five.edges)
-    assert diagrams.from_stage(6).clusters() == ["east", "west"]
+    assert diagrams.from_stage(6).clusters() == ["cluster-1", "cluster-2", ""]
     assert not diagrams.from_stage(0).proxies
 
 
@@ -282,3 +282,49 @@ def test_lab_diagram_asks_the_lab_for_its_facts():
     diagram = diagrams.lab_diagram(Lab(), TRAFFIC, renderer="pure")
     svg = html.unescape(diagram.svg)
     assert "frontend-5f-a" in svg and "100 req" in svg
+
+
+# --- two clusters: a crossing is drawn through the callee cluster's east-west gateway ---------------------------
+
+def _mc_pod(name, service, cluster, role=""):
+    labels = {"app": service, "version": "v1"} if service else {}
+    if role:
+        labels["meshlab.io/proxy-role"] = role
+    containers = [ContainerInfo("app", "python:3.12", "running")] if service else []
+    return PodInfo(name, "default", "node-1", "127.9.1.10", True, "Running", labels,
+                   containers + [ContainerInfo("istio-proxy", "envoyproxy/envoy:v1.36", "running")], cluster)
+
+
+def _mc_hop(kind, name, cluster, **extra):
+    if kind == "app":
+        return {"kind": "app", "service": name.split("-")[0], "version": "v1", "pod": name, "node": "node-1",
+                "cluster": cluster}
+    return {"kind": "proxy", "role": "sidecar", "name": name, "node": "node-1", "cluster": cluster, **extra}
+
+
+def test_a_call_into_another_cluster_is_drawn_through_that_clusters_gateway_only_where_it_crossed():
+    pods = [_mc_pod("frontend-a", "frontend", "cluster-1"), _mc_pod("reviews-b", "reviews", "cluster-1"),
+            _mc_pod("reviews-c", "reviews", "cluster-2"),
+            _mc_pod("gw-1", "", "cluster-1", "gateway"), _mc_pod("gw-2", "", "cluster-2", "gateway")]
+    nodes = [NodeInfo("node-1", "127.9.1.1", True, "cluster-1"), NodeInfo("node-1", "127.10.1.1", True, "cluster-2")]
+    proxies = [ProxyInfo(f"{p.name}/istio-proxy", "sidecar", p.name, "node-1", "running", cluster=p.cluster)
+               for p in pods[:3]] + [ProxyInfo(g, "gateway", g, "node-1", "running", cluster=c)
+                                     for g, c in (("gw-1", "cluster-1"), ("gw-2", "cluster-2"))]
+    front = [_mc_hop("proxy", "frontend-a", "cluster-1", dir="in"), _mc_hop("app", "frontend-a", "cluster-1"),
+             _mc_hop("proxy", "frontend-a", "cluster-1", dir="out")]
+    traffic = {"requests": 10, "paths": [
+        {"hops": front + [_mc_hop("proxy", "reviews-b", "cluster-1", dir="in"), _mc_hop("app", "reviews-b", "cluster-1")],
+         "count": 6},
+        {"hops": front + [_mc_hop("proxy", "reviews-c", "cluster-2", dir="in"), _mc_hop("app", "reviews-c", "cluster-2")],
+         "count": 4},
+        {"hops": front + [{"kind": "app", "service": "payments", "pod": "payments-legacy", "node": "legacy-host"}],
+         "count": 10}]}
+    topo = diagrams.from_facts(pods, nodes, proxies, traffic)
+    assert _edge(topo, "frontend-a sidecar", "gw-2").count == 4
+    assert _edge(topo, "gw-2", "reviews-c sidecar").count == 4
+    assert _edge(topo, "frontend-a sidecar", "reviews-b sidecar").count == 6  # stayed home: no gateway
+    names = topo.names()
+    assert not any("gw-1" in (names[e.src], names[e.dst]) for e in topo.edges if e.kind == "call")
+    assert not any((names[e.src], names[e.dst]) == ("frontend-a sidecar", "reviews-c sidecar") for e in topo.edges)
+    assert _edge(topo, "frontend-a sidecar", "payments-legacy").count == 10  # outside every cluster: no gateway
+    assert "outside the clusters:\n  legacy-host: payments-legacy" in diagrams.text.to_text(topo)

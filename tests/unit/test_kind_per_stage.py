@@ -56,8 +56,8 @@ def pods_of(stage: int, nodes=WORKERS[:2]) -> list[dict]:
 
 
 def test_nodes_per_stage():
-    assert [stages.nodes_for(s) for s in stages.deployable()] == [3] * 6  # local: unchanged
-    assert [stages.nodes_for(s, "kind") for s in stages.deployable()] == [2, 2, 2, 4, 2, 2]
+    assert [stages.nodes_for(s) for s in stages.deployable()] == [3] * 7  # local: unchanged (stage 6: per cluster)
+    assert [stages.nodes_for(s, "kind") for s in stages.deployable()] == [2, 2, 2, 4, 2, 2, 2]
     assert stages.nodes_for("per-node", "kube") == 3
 
 
@@ -139,8 +139,10 @@ def test_envoy_configs_name_upstreams_by_dns_names_that_resolve_in_any_namespace
             host = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"]
             if c["name"] == "app":
                 assert host == "127.0.0.1"  # a sidecar's own app, same network namespace
-            else:
-                assert host == c["name"] and "." not in host  # the headless Service, via the pod's search path
+            elif cm["metadata"]["name"] == "node-proxy-envoy" and not c["name"].startswith("local-"):
+                assert host == "node-proxy"  # stage 3 outgoing: the node proxies' headless Service
+            else:  # the headless Service, via the pod's search path (stage 3 incoming: local-<version>)
+                assert host == c["name"].removeprefix("local-") and "." not in host
 
 
 def test_fault_client_reaches_the_app_past_the_pods_http_proxy():
@@ -187,7 +189,7 @@ def frozen_by(runner) -> list[tuple[str, str]]:
     (2, dict(proxy="router"), [(WORKERS[0], "id-router-0-envoy"), (WORKERS[1], "id-router-1-envoy")],
      ["router-0/envoy", "router-1/envoy"], ["8080", "15000"]),
     (3, dict(proxy="node", node=WORKERS[1]), [(WORKERS[1], "id-node-proxy-1-envoy")], ["node-proxy-1/envoy"],
-     ["15001", "15000"]),
+     ["15001", "15002", "15000"]),  # outgoing, incoming, admin
     (4, dict(proxy="sidecar", pod="reviews-v2"), [(WORKERS[0], "id-reviews-v2-0-envoy")], ["reviews-v2-0/envoy"],
      ["15006", "15001", "15000"]),
 ])

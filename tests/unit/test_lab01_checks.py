@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHLAB_DATA", str(tmp_path / "data"))
     monkeypatch.setattr(lab01, "SETTLE_S", 0.0)
+    monkeypatch.setattr(lab01, "EDGE_START_S", 0.0)
     for state in (base._failures, base._revealed, base._hints):
         state.clear()
 
@@ -114,6 +115,21 @@ def test_ingress_wrong_answers_fail_and_say_why(route, why):
     assert not result.ok
     assert why in result.received
     assert "<- want" in result.received
+
+
+def test_ingress_wrong_backend_says_which_cluster_has_no_endpoint():
+    seen = {**seen_from(route_right), ("shop.local", "/api/catalog"): lab01.NO_ENDPOINT,
+            ("shop.local", "/api/catalog/items/7"): lab01.NO_ENDPOINT}
+    result = lab01.judge_ingress(seen, empty=["default/catalog_8080"])
+    assert not result.ok
+    assert "HTTP 503" in result.received and "default/catalog_8080 has no endpoints" in result.received
+    assert "Service name and port" in result.received
+
+
+@pytest.mark.parametrize("route", [lambda h, p: None, route_stage])  # nothing served, or the entry fell back
+def test_ingress_without_a_class_is_named(route):
+    result = lab01.judge_ingress(seen_from(route), classless=["shop"])
+    assert not result.ok and "Ingress shop has no `ingressClassName`" in result.received
 
 
 def test_ingress_no_answer_says_lab_is_down():
@@ -209,7 +225,8 @@ EDGE_STATS = {"cluster.default/frontend_9080.upstream_rq_total": 310,
               "cluster.default/catalog_9080.upstream_rq_retry": 0,
               "http.edge.downstream_rq_total": 330}
 RIGHT_FIGURES = dict(success_rate=200 / 300, failed_requests=100, failed_ratings_calls=100, edge_forwarded=300,
-                     edge_retries=0, edge_ratings_calls=0)
+                     edge_retries=0, edge_ratings_calls=0,
+                     edge_clusters=["default/catalog_9080", "default/frontend_9080"])
 
 
 def truth(**changes):
@@ -239,11 +256,37 @@ def test_no_retry_right_figures_pass():
     ("edge_retries", None),
     ("edge_retries", False),
     ("edge_ratings_calls", 200),  # the apps' view, not the edge's
+    ("edge_clusters", None),  # guessed the zeros and never opened /stats
+    ("edge_clusters", ["frontend"]),  # the Service, not the edge's cluster names
+    ("edge_clusters", ["default/frontend_9080"]),  # only the one this run used
+    ("edge_clusters", ["default/frontend_9080", "default/catalog_9080", "default/ratings_9080"]),
+    ("edge_clusters", "default/frontend_9080"),
 ])
 def test_no_retry_typical_mistakes_fail_naming_the_field(field, wrong):
     result = lab01.judge_no_retry({**RIGHT_FIGURES, field: wrong}, truth())
     assert not result.ok
     assert field in result.expected and field in result.received
+
+
+@pytest.mark.parametrize("field", ["success_rate", "failed_requests", "failed_ratings_calls", "edge_forwarded"])
+def test_no_retry_shows_what_to_measure_never_the_figure(field):
+    result = lab01.judge_no_retry({**RIGHT_FIGURES, field: 1234}, truth())
+    assert not result.ok and "more than the run shows" in result.received
+    shown = f"{truth()[field]:.3f}" if field == "success_rate" else str(truth()[field])
+    assert shown not in result.expected and shown not in result.received
+
+
+def test_no_retry_accepts_cluster_names_in_any_spelling():
+    spelled = ["cluster.default/frontend_9080.upstream_rq_total", "default/catalog_9080"]
+    assert lab01.judge_no_retry({**RIGHT_FIGURES, "edge_clusters": spelled}, truth()).ok
+    assert lab01.judge_no_retry({**RIGHT_FIGURES, "edge_clusters": set(spelled)}, truth()).ok
+
+
+def test_no_retry_after_an_ingress_mistake_points_at_the_ingress():
+    lost = TrafficResult(requests=300, ok=0, failed=300, statuses=Counter({404: 300}))
+    result = lab01.judge_no_retry(RIGHT_FIGURES, lab01.truth_from(lost, EDGE_STATS))
+    assert not result.ok and "HTTP 404" in result.received and "Ingress" in result.received
+    assert "exercise 1" in result.hints[0] and "inject" not in result.hints[0]
 
 
 def test_no_retry_empty_or_inconsistent_runs():

@@ -19,6 +19,7 @@ import pytest
 from fakehttp import QuietHandler, Server
 
 from meshlab import manifests
+from meshlab.backends.base import MeshlabError
 from meshlab.blast import BlastRadius
 from meshlab.checks import base, lab02, lab03, lab04
 from meshlab.checks.base import check
@@ -133,10 +134,29 @@ def test_router_configmap_puts_your_route_in_the_real_configmap():
 def test_routes_may_be_written_with_their_route_key_and_bad_ones_say_why():
     wrapped = manifests.load(lab02.router_configmap("route:\n  cluster: ratings-v1\n  timeout: 1s\n"))[0]
     assert lab02.route_in(wrapped, "router", "ratings") == {"cluster": "ratings-v1", "timeout": "1s"}
-    with pytest.raises(ValueError, match="mapping"):
+    with pytest.raises(MeshlabError, match="the route for ratings: a route must be a YAML mapping"):
         lab02.router_configmap("- cluster: ratings-v1")
     with pytest.raises(KeyError, match="no virtual host 'payments'"):
         lab02.with_routes(router.config_map(), "router", {"payments": "cluster: x"})
+
+
+BADLY_INDENTED = """
+cluster: ratings-v1
+timeout: 3s
+retry_policy:
+  retry_on: 5xx,connect-failure
+   num_retries: 2
+"""
+
+
+def test_a_badly_indented_route_is_one_line_with_its_place_not_a_yaml_traceback():
+    for make in (lambda: lab02.router_configmap(BADLY_INDENTED),
+                 lambda: lab04.sidecar_configmap("reviews", "v2", ratings=BADLY_INDENTED)):
+        with pytest.raises(MeshlabError) as caught:
+            make()
+        text = str(caught.value)
+        assert text.startswith("the route for ratings, line 6 column 15: invalid YAML") and "\n" not in text
+        assert "indent" in caught.value.hint
 
 
 def test_sidecar_configmap_edits_one_sidecar_only():
@@ -181,7 +201,9 @@ def test_retries_right_answer_passes():
     ([{**BARE, "retry_policy": {"retry_on": "5xx", "num_retries": 0}}], GOOD_RUN, "num_retries is 0"),
     ([{**BARE, "retry_policy": {"retry_on": "5xx", "num_retries": 1}}],
      {**GOOD_RUN, "success_rate": 0.94, "retries": 40}, "previous_hosts"),  # retries land on the bad pod again
-    ([{**BARE, "retry_policy": {"retry_on": "connect-failure", "num_retries": 2}}],
+    ([{**BARE, "retry_policy": {"retry_on": "5xx", "num_retries": 2}}], GOOD_RUN,
+     "previous_hosts"),  # passed on luck before: the task asks for a pod not tried yet
+    ([{**BARE, "retry_policy": {**RETRY["retry_policy"], "retry_on": "connect-failure"}}],
      {**GOOD_RUN, "success_rate": 0.83, "retries": 0}, "5xx"),  # retries the wrong failures
     ([RETRY], {**GOOD_RUN, "retries": 0}, "nothing was tested"),  # the fault was restored
     ([None, None], None, "no router answered"),
@@ -231,7 +253,10 @@ def test_timeout_right_answer_passes():
     ([PER_TRY], {**GOOD_TIMEOUT, "per_try_timeouts": 0}, "nothing was slow"),
     ([{**PER_TRY, "retry_policy": {"retry_on": "5xx", "num_retries": 2, "per_try_timeout": "0.25s"}}],
      {**GOOD_TIMEOUT, "success_rate": 0.9}, "previous_hosts"),
-    ([{**PER_TRY, "timeout": "0.2s"}], {**GOOD_TIMEOUT, "success_rate": 0.7}, "route `timeout` is not longer"),
+    ([{**PER_TRY, "timeout": "0.2s"}], None, "route `timeout` (0.2 s) is not longer"),
+    ([{**PER_TRY, "timeout": "0.25s"}], None, "before any retry can start"),  # the issue's case: equal timeouts
+    ([PER_TRY], {**GOOD_TIMEOUT, "per_try_timeouts": 0, "route_timeouts": 30, "success_rate": 0.7},
+     "hit the route's `timeout`"),
     ([{**PER_TRY, "retry_policy": {**PER_TRY["retry_policy"], "per_try_timeout": "0.9s"}}],
      {**GOOD_TIMEOUT, "p90": 950.0}, "p90 is still"),
 ])
@@ -239,6 +264,26 @@ def test_timeout_typical_mistakes_fail_and_say_why(routes, run, why):
     result = lab02.judge_timeout(routes, run)
     assert not result.ok
     assert why in result.received
+
+
+def test_timeout_equal_to_the_per_try_timeout_is_caught_before_any_traffic():
+    with FakeAdmin() as admin:
+        r = proxy(admin, "router-1", "router")
+        admin.listeners[r.name] = [listener("router", {"ratings": {**PER_TRY, "timeout": "0.25s"}})]
+        lab = FakeLab(admin, [r], result=traffic(90, p90=280.0))
+        result = check("router-timeout", lab)
+        assert not result.ok and lab.sent == [] and "nothing was slow" not in result.received
+        assert "timeout: 3s" in result.hints[0] or "3s" in result.hint
+
+
+def test_retries_without_previous_hosts_send_no_traffic():
+    with FakeAdmin() as admin:
+        r = proxy(admin, "router-1", "router")
+        admin.listeners[r.name] = [listener("router", {"ratings": {**BARE, "retry_policy": {
+            "retry_on": "5xx", "num_retries": 2}}})]
+        lab = FakeLab(admin, [r], result=traffic(300))
+        result = check("router-retries", lab)
+        assert not result.ok and lab.sent == [] and "pod not tried yet" in result.expected
 
 
 def test_timeout_route_timeout_gets_its_own_hint():
@@ -316,30 +361,41 @@ def result_of(*chains):
 
 
 NODE3_BEFORE = result_of([FRONT, CAT], [FRONT, R1], [FRONT, R2, RA], [FRONT, R2, RB], [FRONT, R3, RA], [FRONT, R3, RB])
-NODE3_AFTER = result_of([FRONT, CAT], [FRONT, R1], [FRONT, R2, ERR], [FRONT, R3, RA], [FRONT, R3, RB])
+# node-3's proxy dies. Calls leave through the caller's node proxy and enter through the callee's: frontend's
+# calls to reviews v2 fail; reviews v3 still reaches ratings, but only ratings-a (ratings-b is on node-3).
+NODE3_AFTER = result_of([FRONT, CAT], [FRONT, R1], [FRONT, {**ERR, "name": "reviews", "target": "reviews"}],
+                        [FRONT, R3, RA], [FRONT, R3, RA])
 
 
-def node3_radius():
+def node3_radius(after=NODE3_AFTER):
     return BlastRadius({"proxy": "node", "node": "node-3"}, ["node-proxy-c/envoy"], "node",
-                       {"node-proxy-c": "node-3"}, [], NODE3_BEFORE, NODE3_AFTER)
+                       {"node-proxy-c": "node-3"}, [], NODE3_BEFORE, after)
 
 
 def test_cut_off_from_a_measured_radius():
     radius = node3_radius()
-    assert radius.lost_pods == ["reviews-v2-1"]
-    assert lab03.cut_off(radius) == {"reviews-v2-1"}  # ratings-b on node-3 is still reached from node-1
+    assert radius.lost_pods == ["ratings-b", "reviews-v2-1"]  # every app pod on node-3, as the seed says
+    assert lab03.cut_off(radius) == {"reviews-v2-1", "ratings-b"}
+    assert f"lost connectivity: pods ratings-b, reviews-v2-1; nodes node-3" in str(radius)  # the same facts
     assert lab03.pod_nodes(radius.before)["ratings-b"] == "node-3"
 
 
 def test_node_blast_right_prediction_passes_in_any_spelling():
-    assert check("node-proxy-blast", node3_radius(), {"reviews-v2-1"}).ok
-    assert check("node-proxy-blast", node3_radius(), ["reviews-v2"]).ok  # a unique prefix
-    assert check("node-proxy-blast", node3_radius(), [SimpleNamespace(name="reviews-v2-1")]).ok  # a PodInfo
+    assert check("node-proxy-blast", node3_radius(), {"reviews-v2-1", "ratings-b"}).ok
+    assert check("node-proxy-blast", node3_radius(), ["reviews-v2", "ratings-b"]).ok  # a unique prefix
+    assert check("node-proxy-blast", node3_radius(), [SimpleNamespace(name="reviews-v2-1"),
+                                                      SimpleNamespace(name="ratings-b")]).ok  # PodInfos
+
+
+def test_node_blast_accepts_the_seeds_reading_every_pod_on_the_node():
+    on_node_3 = {h["pod"] for path in NODE3_BEFORE.paths for h in path["hops"] if h.get("node") == "node-3"}
+    assert check("node-proxy-blast", node3_radius(), on_node_3).ok
 
 
 @pytest.mark.parametrize("lost, why", [
-    ({"reviews-v2-1", "ratings-b"}, "not cut off: ratings-b"),  # every pod on the node
-    ({"ratings-a", "ratings-b"}, "also cut off: reviews-v2-1"),  # the callee, not the caller
+    ({"reviews-v2-1"}, "also cut off: ratings-b"),  # only the callers on the node: calls *into* it pass it too
+    ({"ratings-a", "ratings-b"}, "also cut off: reviews-v2-1"),
+    ({"ratings-a", "ratings-b", "reviews-v2-1"}, "not cut off: ratings-a"),  # every ratings pod
     ({"frontend-1", "catalog-1", "reviews-v1-1", "reviews-v2-1", "reviews-v3-1", "ratings-a", "ratings-b"},
      "not cut off"),  # the router-mesh answer: everything
     ({"node-proxy-c"}, "is the proxy that was killed"),
@@ -356,16 +412,23 @@ def test_node_blast_typical_mistakes_fail_and_say_why(lost, why):
 def test_node_blast_needs_a_node_radius():
     assert "no blast radius" in check("node-proxy-blast", None, {"reviews-v2-1"}).received
     pod_radius = BlastRadius({"pod": "x"}, ["x"], "pod", {}, [], NODE3_BEFORE, NODE3_AFTER)
-    assert not check("node-proxy-blast", pod_radius, {"reviews-v2-1"}).ok
+    assert not check("node-proxy-blast", pod_radius, {"reviews-v2-1", "ratings-b"}).ok
 
 
-def test_a_pod_that_only_lost_its_callers_is_not_cut_off():
-    """Frontend's node: frontend is cut off; the pods it no longer reaches are not (nobody else calls them)."""
+def test_a_pod_that_only_lost_its_callers_may_be_named_or_not():
+    """Frontend's node: frontend is cut off; the pods it no longer reaches cannot be told apart from pods that
+    are fine (nobody else calls them), so a prediction may name them or leave them out."""
     after = result_of([FRONT, {"kind": "error", "target": "catalog", "status": 503}],
                       [FRONT, {"kind": "error", "target": "reviews", "status": 503}])
     radius = BlastRadius({"proxy": "node", "node": "node-2"}, ["np/envoy"], "node", {"np": "node-2"}, [],
                          NODE3_BEFORE, after)
-    assert lab03.cut_off(radius) == {"frontend-1", "catalog-1", "reviews-v1-1", "reviews-v2-1", "reviews-v3-1"}
+    assert lab03.cut_off(radius) == {"frontend-1"}
+    assert lab03.cannot_tell(radius) == {"catalog-1", "reviews-v1-1", "reviews-v2-1", "reviews-v3-1", "ratings-a",
+                                         "ratings-b"}
+    assert check("node-proxy-blast", radius, {"frontend-1"}).ok
+    both = check("node-proxy-blast", radius, {"frontend-1", "reviews-v1-1"})  # every pod on node-2
+    assert both.ok and "cannot tell" in both.received
+    assert "also cut off: frontend-1" in check("node-proxy-blast", radius, {"reviews-v1-1"}).received
 
 
 # ---- lab 03: count-proxies ------------------------------------------------------------------------------
@@ -394,16 +457,18 @@ def test_counts_right_answer_passes():
 
 
 @pytest.mark.parametrize("answers, why", [
-    ({**COUNTS, "app_pods": 12}, "app_pods = 12"),  # counted the node proxies as pods
-    ({**COUNTS, "node_proxies": 4}, "node_proxies = 4"),  # counted the edge too
-    ({**COUNTS, "sidecars_needed": 3}, "sidecars_needed = 3"),  # one per node, not per pod
-    ({**COUNTS, "app_pods": "9"}, "app_pods = '9'"),
+    ({**COUNTS, "app_pods": 12}, "app_pods = 12: more than the lab runs"),  # counted the node proxies as pods
+    ({**COUNTS, "node_proxies": 4}, "node_proxies = 4: more than"),  # counted the edge too
+    ({**COUNTS, "sidecars_needed": 3}, "sidecars_needed = 3: fewer than"),  # one per node, not per pod
+    ({**COUNTS, "app_pods": "9"}, "app_pods = '9': give a whole number"),
+    ({**COUNTS, "node_proxies": None}, "node_proxies = None  (not filled in yet)"),
     ({k: None for k in COUNTS}, "nothing filled in"),
     ([9, 3, 9], "not a dict"),
 ])
 def test_counts_typical_mistakes_fail(answers, why):
     result = lab03.judge_counts(answers, lab03.truth_counts(stage3_pods(), stage3_proxies()))
     assert not result.ok and why in result.received
+    assert "= 9" not in result.expected and "= 3" not in result.expected  # what to count, never the figure
 
 
 def test_counts_need_ratings_scaled_first():
@@ -495,7 +560,9 @@ def test_by_hand_right_answer_passes_in_any_spelling():
     ([("reviews", "v2")], routes(), GOOD_HAND, "not in `edit`"),
     ([("payments", "v1")], routes(), GOOD_HAND, "name no sidecar ConfigMap"),
     (EDIT, routes(), {**GOOD_HAND, "retries": 0}, "nothing failed to retry"),
-    (EDIT, routes(), {**GOOD_HAND, "success_rate": 0.9}, "previous_hosts"),
+    (EDIT, routes(), {**GOOD_HAND, "success_rate": 0.9}, "some retries failed again"),
+    (EDIT, {**routes(), "sidecar-reviews-v3": {**BARE, "retry_policy": {"retry_on": "5xx", "num_retries": 2}}},
+     GOOD_HAND, "sidecar-reviews-v3: the retry_policy for ratings has no previous_hosts"),  # passed on luck before
     (EDIT, {}, GOOD_HAND, "no sidecar answered"),
 ])
 def test_by_hand_typical_mistakes_fail_and_say_why(edit, running, run, why):

@@ -49,7 +49,8 @@ def test_the_sidecar_container_its_env_ports_probe_and_marker():
     meta, spec = injected_pod()
     proxy = spec["containers"][1]
     assert proxy["image"] == ENVOY_IMAGE == "envoyproxy/envoy:v1.40.0"
-    assert proxy["args"][0] == "--config-yaml" and proxy["args"][2:] == ["--concurrency", "1", "-l", "warning"]
+    assert proxy["args"][0] == "--config-yaml" and proxy["args"][2:] == [
+        "--concurrency", "1", "-l", "warning", "--drain-time-s", "1", "--drain-strategy", "immediate"]
     fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in proxy["env"]}
     assert fields == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP",
                       "NODE_NAME": "spec.nodeName", "SERVICE_ACCOUNT": "spec.serviceAccountName"}

@@ -20,6 +20,12 @@ class FakeBackend:
     def revision(self):
         return self._revision
 
+    def revision_time(self):
+        return 1e9
+
+    def parts(self):
+        return [self]
+
     def proxy_status(self):
         step = self.steps[min(self.calls, len(self.steps) - 1)]
         self.calls += 1
@@ -107,3 +113,32 @@ def test_envoy_versions_reads_every_dynamic_resource():
     with Server(Envoy) as envoy:
         assert mesh.envoy_versions(envoy.url) == {"v6", "v7"}
     assert mesh.envoy_versions("http://127.0.0.1:1") == set()
+
+
+def test_the_backend_is_chosen_once_for_every_notebook(monkeypatch):
+    import meshlab
+
+    monkeypatch.setenv("MESHLAB_BACKEND", "kind")
+    assert meshlab.Lab("x").backend_name == "kind"
+    assert meshlab.Lab("x", backend="local").backend_name == "local"
+    monkeypatch.delenv("MESHLAB_BACKEND")
+    assert meshlab.Lab("x").backend_name == "local"
+
+
+def test_wait_synced_returns_at_once_when_the_control_plane_is_down(capsys):
+    backend = FakeBackend([{"built_revision": 0, "proxies": [], "error": "the control plane does not answer: refused"}])
+    mesh.wait_synced(FakeLab(backend), timeout=5)
+    assert backend.calls == 1 and "not running" in capsys.readouterr().out
+
+
+def test_wait_synced_waits_for_every_cluster_of_a_fleet():
+    one = FakeBackend([{"built_revision": 5, "proxies": [entry("a", "v2", "v1")]},
+                       {"built_revision": 5, "proxies": [entry("a", "v2", "v2")]}])
+    two = FakeBackend([{"built_revision": 5, "proxies": [entry("b", "w1", "w1")]}])
+
+    class Fleet(FakeBackend):
+        def parts(self):
+            return [one, two]
+
+    mesh.wait_synced(FakeLab(Fleet([])))
+    assert one.calls == 2 and two.calls == 1

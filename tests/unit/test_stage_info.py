@@ -63,13 +63,19 @@ def test_schematics_put_proxies_where_the_stage_says():
     nodes = {p.node for p in info.get(3).schematic.parts}
     assert _roles(3).count("node") == len(nodes)
     for stage in (4, 5, 6):
-        apps = [p for p in info.get(stage).schematic.parts if not p.role]
+        apps = [p for p in info.get(stage).schematic.parts if not p.role and p.cluster]  # stage 6: not the legacy host
         assert apps and all(p.sidecar for p in apps)
     assert "control-plane" in _roles(5) and info.get(5).schematic.config
     assert not info.get(4).schematic.config
     six = info.get(6).schematic
-    assert {p.cluster for p in six.parts} == {"east", "west"}
+    assert {p.cluster for p in six.parts} == {"cluster-1", "cluster-2", ""}  # "": payments, outside both
     assert _roles(6).count("gateway") == 2
+    where = {p.service: set() for p in six.parts if p.service}
+    for part in six.parts:
+        if part.service:
+            where[part.service].add(part.cluster)
+    assert where["frontend"] == where["catalog"] == {"cluster-1"}
+    assert where["reviews"] == where["ratings"] == {"cluster-1", "cluster-2"} and where["payments"] == {""}
 
 
 @pytest.mark.parametrize("stage", info.STAGES, ids=lambda s: s.key)

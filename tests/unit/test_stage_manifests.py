@@ -99,10 +99,35 @@ def test_stage3_node_proxy_daemonset():
     docs = stages.documents(3)
     ds = named(docs, "DaemonSet", "node-proxy")
     assert ds["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "node"
-    port = containers(ds)[0]["ports"][0]
-    assert port["containerPort"] == port["hostPort"] == pernode.PORT == 15001
-    assert "role=node" in named(docs, "ConfigMap", "node-proxy-envoy")["data"]["lds.yaml"]
+    outgoing, incoming = containers(ds)[0]["ports"][:2]
+    assert outgoing["containerPort"] == outgoing["hostPort"] == pernode.PORT == 15001
+    assert incoming["containerPort"] == pernode.INCOMING_PORT and "hostPort" not in incoming
+    assert named(docs, "Service", "node-proxy")["spec"]["ports"][0]["port"] == pernode.INCOMING_PORT
     assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "router"]
+
+
+def test_stage3_calls_leave_through_the_callers_node_proxy_and_enter_through_the_callees():
+    data = named(stages.documents(3), "ConfigMap", "node-proxy-envoy")["data"]
+    listeners = {l["name"]: l for l in yaml.safe_load(data["lds.yaml"])["resources"]}
+    assert {n: l["address"]["socket_address"]["port_value"] for n, l in listeners.items()} == {
+        "outgoing": 15001, "incoming": 15002}
+    assert "role=node" in str(listeners["outgoing"]) and "dir=out" in str(listeners["outgoing"])
+    assert "dir=in" in str(listeners["incoming"])
+    out_hosts = listeners["outgoing"]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+    reviews = next(v for v in out_hosts if v["name"] == "reviews")["routes"][0]["route"]
+    assert [(c["name"], c["host_rewrite_literal"]) for c in reviews["weighted_clusters"]["clusters"]] == [
+        ("reviews-v1", "reviews-v1"), ("reviews-v2", "reviews-v2"), ("reviews-v3", "reviews-v3")]
+    in_hosts = listeners["incoming"]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+    assert {v["name"]: v["routes"][0].get("route", {}).get("cluster") for v in in_hosts}["reviews-v2"] == "local-reviews-v2"
+    clusters = {c["name"]: c for c in yaml.safe_load(data["cds.yaml"])["resources"]}
+    to_proxies, to_pods = clusters["reviews-v2"], clusters["local-reviews-v2"]
+    address = to_proxies["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert address == {"address": "node-proxy", "port_value": 15002}
+    assert to_proxies["health_checks"][0]["http_health_check"]["host"] == "reviews-v2"
+    header = to_pods["health_checks"][0]["http_health_check"]["request_headers_to_add"][0]["header"]
+    assert header == {"key": "x-meshlab-node", "value": "%ENVIRONMENT(NODE_NAME)%"}
+    for cluster in (to_proxies, to_pods):  # no healthy host: fail, never fall back to the others
+        assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
 
 
 def test_stage4_every_app_pod_has_a_sidecar_with_its_own_config():
@@ -140,7 +165,8 @@ def test_stage4_sidecar_config_inbound_outbound_and_hot_reload():
 def test_per_version_headless_services_back_the_version_clusters(stage):
     docs = stages.documents(stage)
     headless = {d["metadata"]["name"]: d for d in of_kind(docs, "Service") if d["spec"].get("clusterIP") == "None"}
-    assert set(headless) == {f"{s}-{v}" for s, v, _, _ in shop.SHOP}
+    assert set(headless) - {"node-proxy"} == {f"{s}-{v}" for s, v, _, _ in shop.SHOP}
+    assert ("node-proxy" in headless) == (stage == 3)  # stage 3: node proxies find each other's incoming port
     assert headless["reviews-v2"]["spec"]["selector"] == {"app": "reviews", "version": "v2"}
 
 
@@ -179,3 +205,12 @@ def test_stage5_brownfield_start_asks_for_no_sidecar():
     assert all("sidecar.istio.io/inject" not in d["spec"]["template"]["metadata"]["labels"] for d in app_deployments(docs))
     with pytest.raises(meshlab.MeshlabError):
         stages.documents(4, injection=False)
+
+
+def test_stage5_standard_policy_objects_are_valid_istio():
+    from meshlab.stages import controlplane
+
+    docs = manifests.load(controlplane.subsets_yaml() + "---\n" + controlplane.split_yaml({"v1": 90, "v3": 10}))
+    manifests.validate(docs)
+    assert [s["name"] for s in docs[0]["spec"]["subsets"]] == ["v1", "v2", "v3"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in docs[1]["spec"]["http"][0]["route"]] == [("v1", 90), ("v3", 10)]

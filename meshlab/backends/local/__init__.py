@@ -12,7 +12,9 @@ import urllib.request
 from pathlib import Path
 
 from ..base import Availability, Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo, ContainerInfo
+from ... import interrupts
 from . import paths, procs, rpc
+from .identity import ClusterIdentity
 from .mesh_client import MeshClient
 
 START_TIMEOUT = 20.0
@@ -26,9 +28,12 @@ class LocalBackend(MeshClient, Backend):
 
     name = "local"
 
-    def __init__(self, lab: str = "default", owned: bool = True):
+    def __init__(self, lab: str = "default", owned: bool = True, identity: ClusterIdentity = ClusterIdentity(),
+                 root_ca: str = ""):
         self.lab = paths.check_name(lab)
         self.owned = owned  # owned: the lab dies with this process (a notebook kernel)
+        self.identity = identity  # a cluster of a multi-cluster lab (meshlab/fleet.py), else empty
+        self.root_ca = root_ca  # the folder of the fleet's shared root CA, else ""
         self.folder = paths.lab_dir(lab)
         self.address = paths.socket_address(self.folder)
 
@@ -75,13 +80,17 @@ class LocalBackend(MeshClient, Backend):
             paths.write_state(self.folder, {"lab": self.lab, "octet": paths.allocate_octet(self.lab), "processes": []})
         log = open(self.folder / "supervisor.log", "ab")
         argv = [sys.executable, "-m", "meshlab.backends.local.supervisor", "--lab", self.lab, "--nodes", str(nodes)]
+        argv += self.identity.argv()
         if self.owned:
             argv += ["--owner", str(os.getpid())]
         env = {**os.environ, "MESHLAB_HOME": str(paths.state_root())}
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, close_fds=True)
+        with interrupts.deferred():  # Ctrl-C here must not leave a supervisor that no state file names
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, close_fds=True)
+            self._proc = proc
+            paths.write_state(self.folder, {**paths.read_state(self.lab),
+                                            "supervisor": [proc.pid, procs.start_time(proc.pid)]})
         log.close()
-        self._proc = proc
         deadline = time.monotonic() + START_TIMEOUT
         while not self.running():
             if proc.poll() is not None or time.monotonic() > deadline:

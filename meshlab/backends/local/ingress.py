@@ -16,8 +16,9 @@ ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 
 def serves(ingress: dict) -> bool:
-    """The controller serves Ingresses of class `edge` and those without a class."""
-    return (ingress.get("spec") or {}).get("ingressClassName") in (None, EDGE_CLASS)
+    """The controller serves Ingresses of class `edge` only. One without a class is ignored, as Traefik on
+    kind (class `edge`, not the cluster's default class) ignores it: the same YAML works the same everywhere."""
+    return (ingress.get("spec") or {}).get("ingressClassName") == EDGE_CLASS
 
 
 def cluster_name(namespace: str, service: str, port) -> str:
@@ -144,7 +145,9 @@ def deployment(node: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": EDGE_NAME, "namespace": EDGE_NAMESPACE, "labels": labels},
             "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
                 "metadata": {"labels": labels},
-                "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                # no grace: when its last Ingress goes, the edge must free the entry address at once, or an
+                # edge started for the next Ingress could not listen there
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 0,
                          "containers": [{"name": "envoy", "image": "envoyproxy/envoy:v1.36-latest",
                                          "args": ["-c", "/etc/envoy/envoy.json", "-l", "warning"], "env": env,
                                          "ports": [{"containerPort": EDGE_PORT, "name": "http"}],

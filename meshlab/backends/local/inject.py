@@ -14,6 +14,9 @@ XDS_HOST = "meshlab-controlplane.mesh-system.svc.cluster.local"
 XDS_PORT = 15010
 APP_PROXY_URL = f"http://127.0.0.1:{OUTBOUND_PORT}"  # local-only: the app reaches its sidecar through HTTP_PROXY
 NODE_ID = "sidecar~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local"
+# A listener change (a new authorization or mTLS policy) must reach connections already open, not only new ones:
+# drain the old filter chains within a second instead of Envoy's default 10 minutes.
+DRAIN = ("--drain-time-s", "1", "--drain-strategy", "immediate")
 IDENTITY = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"), ("POD_IP", "status.podIP"),
             ("NODE_NAME", "spec.nodeName"), ("SERVICE_ACCOUNT", "spec.serviceAccountName"))
 
@@ -46,11 +49,11 @@ def xds_cluster() -> dict:
                 "address": {"socket_address": {"address": XDS_HOST, "port_value": XDS_PORT}}}}]}]}}
 
 
-def bootstrap(cluster: str) -> dict:
-    """The sidecar's bootstrap: its node id (expanded by the kubelet), admin, and ADS for everything else."""
+def bootstrap(cluster: str, node_id: str = NODE_ID) -> dict:
+    """A proxy's bootstrap: its node id (expanded by the kubelet), admin, and ADS for everything else."""
     ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}  # no config, never ready
     return {
-        "node": {"id": NODE_ID, "cluster": cluster or "unknown"},
+        "node": {"id": node_id, "cluster": cluster or "unknown"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},
         "dynamic_resources": {
             "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
@@ -67,7 +70,7 @@ def proxy_container(cluster: str) -> dict:
 
     return {"name": PROXY_NAME, "image": ENVOY_IMAGE,
             "args": ["--config-yaml", json.dumps(bootstrap(cluster), separators=(",", ":")),
-                     "--concurrency", "1", "-l", "warning"],
+                     "--concurrency", "1", "-l", "warning", *DRAIN],
             "env": [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}} for name, path in IDENTITY],
             "ports": [{"containerPort": OUTBOUND_PORT, "name": "outbound"}, {"containerPort": INBOUND_PORT, "name": "inbound"},
                       {"containerPort": ADMIN_PORT, "name": "proxy-admin"}],

@@ -43,6 +43,7 @@ SCHEMAS = {
     ("networking.k8s.io/v1", "IngressClass"): {**_TOP, "spec": {"controller": ANY}},
 }
 ISTIO_KINDS = {("networking.istio.io", "VirtualService"), ("networking.istio.io", "DestinationRule"),
+               ("networking.istio.io", "ServiceEntry"),
                ("security.istio.io", "PeerAuthentication"), ("security.istio.io", "AuthorizationPolicy")}
 ISTIO_VERSIONS = {"networking.istio.io": ("v1", "v1beta1", "v1alpha3"), "security.istio.io": ("v1", "v1beta1")}
 SUPPORTED_FIELDPATHS = {"metadata.name", "metadata.namespace", "spec.nodeName", "status.podIP",

@@ -17,10 +17,15 @@ class MeshClient:
     """The mesh half of LocalBackend (a mixin over its status/apply/watch calls)."""
 
     def install_mesh(self, timeout: float = 30.0) -> None:
-        """Apply meshlab's control plane (controlplane/deploy.py) and wait until its pod is ready."""
+        """Apply meshlab's control plane (controlplane/deploy.py) and wait until its pod is ready; a cluster of a
+        multi-cluster lab gets its name, network and the shared root CA, and an east-west gateway."""
         from ...controlplane import deploy
 
-        self.apply(deploy.documents(), "meshlab-controlplane")
+        identity = self.identity
+        docs = deploy.documents(identity.name, identity.network, self.root_ca)
+        if identity.multicluster:
+            docs += deploy.gateway_documents()
+        self.apply(docs, "meshlab-controlplane")
         deadline = time.monotonic() + timeout
         while True:
             pods = [p for p in self.status()["pods"] if p["namespace"] == deploy.NAMESPACE
@@ -32,9 +37,20 @@ class MeshClient:
                                    f"look at its log in {self.folder / 'pods'}/{deploy.NAME}-*/logs/discovery.log")
             time.sleep(0.1)
 
+    def link(self, peer) -> None:
+        """Let this cluster's control plane watch a peer's runtime: the local `istioctl create-remote-secret`."""
+        from ...controlplane import deploy
+
+        status = peer.status()
+        self.apply([deploy.remote_secret(status["cluster"], status.get("network", ""), status["api"])], "remote secret")
+
     def revision(self) -> int:
         """The runtime's current watch revision."""
         return self.status()["revision"]
+
+    def revision_time(self) -> float:
+        """Wall-clock time of the runtime's last change (an apply is stored then)."""
+        return self.status()["revision_time"]
 
     def proxy_status(self) -> dict:
         """The control plane's /debug/syncz; no proxies while it does not answer (sidecars keep their config)."""

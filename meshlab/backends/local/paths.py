@@ -104,3 +104,12 @@ def socket_address(folder: Path) -> str:
     import hashlib
 
     return "\0meshlab-" + hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:20]
+
+
+def inside(base: Path, relative: str) -> Path:
+    """base/relative, refused unless it resolves (symlinks followed) to a place under base."""
+    root = Path(base).resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise MeshlabError(f"path {relative!r} leaves its folder {root}", "paths from a manifest must stay inside the lab")
+    return target

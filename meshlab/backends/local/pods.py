@@ -121,6 +121,8 @@ class Pod:
                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "MESHLAB_DNS": f"{self.dns[0]}:{self.dns[1]}"}
         if self.api:
             env["MESHLAB_API"] = self.api
+        if self.cluster:
+            env["CLUSTER_NAME"] = self.cluster  # local-only injection 6: which cluster of a multi-cluster lab
         for item in container.get("env") or []:
             ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             value = field_values.get(ref, "") if ref else str(item.get("value", ""))

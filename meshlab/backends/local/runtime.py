@@ -7,29 +7,19 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from ... import apivalidation
 from ..base import MeshlabError
-from . import envoy_check, ingress, inject, kinds, mesh_check, network, probes, procs, rollout, rpc, watch, workloads
+from . import envoy_check, ingress, inject, kinds, mesh_check, network, probes, procs, rollout, rpc, transaction, watch, workloads
 from .faults import Faults
 from .forwarder import Forwarder
+from .identity import ClusterIdentity, Node, make_nodes  # noqa: F401  (Node: part of this module's API)
 from .paths import socket_address, write_state
 from .pods import Pod
 from .views import Views
 
 TICK = 0.2
-
-
-@dataclass
-class Node:
-    """A named node: a host IP and a pool of pod IPs in 127.L.N.0/24."""
-
-    name: str
-    index: int
-    ip: str
-    ready: bool = True
-    next_pod: int = 10
 
 
 def key_of(doc: dict) -> tuple:
@@ -49,11 +39,11 @@ def stamped(doc: dict, previous: dict | None) -> dict:
 class Runtime(Faults, Views):
     """Everything a local lab runs, owned by the supervisor's event loop."""
 
-    def __init__(self, folder: Path, octet: int, nodes: int, state: dict):
-        self.folder, self.octet, self.state = folder, octet, state
+    def __init__(self, folder: Path, octet: int, nodes: int, state: dict, identity: ClusterIdentity = ClusterIdentity()):
+        self.folder, self.octet, self.state, self.identity = folder, octet, state, identity
         self.entry_ip = f"127.{octet}.0.1"
         self.dns = (f"127.{octet}.0.2", 5353)
-        self.nodes = {f"node-{i}": Node(f"node-{i}", i, f"127.{octet}.{i}.1") for i in range(1, nodes + 1)}
+        self.nodes = make_nodes(octet, nodes, identity)
         self.objects: dict[tuple, dict] = {}
         self.pods: dict[str, Pod] = {}
         self.cluster_ips: dict[tuple, str] = {}
@@ -69,26 +59,39 @@ class Runtime(Faults, Views):
 
     # ---- objects -------------------------------------------------------------------------
     async def apply(self, docs: list[dict], source: str) -> list[str]:
-        """Store objects (after the local-subset check) and reconcile."""
+        """Check everything first (API-server rules, the local subset, Envoy and mesh config), then store all or nothing."""
+        apivalidation.check(docs, source, namespaces=transaction.namespaces(self.objects))
         for doc in docs:
             kinds.check_supported(doc, source)
         docs = [stamped(doc, self.objects.get(key_of(doc))) for doc in docs]
         await envoy_check.check(self.objects, docs, self.octet, self.dns, source)
         await mesh_check.check(self.objects, self.pods.values(), docs, source)
         async with self.lock:
-            refs = []
-            for doc in docs:
-                self.objects[key_of(doc)] = doc
-                refs.append(f"{doc['kind']}/{doc['metadata']['name']}")
-            await self.reconcile()
+            apivalidation.check_namespaces(docs, source, transaction.namespaces(self.objects))  # a delete may have landed meanwhile
+
+            async def store() -> None:
+                for doc in docs:
+                    self.objects[key_of(doc)] = doc
+                await self.reconcile()
+
+            await transaction.run(self, store)  # an internal error puts back what this apply changed
         await self.revisions.bump()
-        return refs
+        return [f"{doc['kind']}/{doc['metadata']['name']}" for doc in docs]
 
     async def delete(self, docs: list[dict]) -> list[str]:
-        """Remove objects and reconcile."""
-        async with self.lock:
-            refs = [f"{d['kind']}/{d['metadata']['name']}" for d in docs if self.objects.pop(key_of(d), None)]
+        """Remove objects (a Namespace takes the objects in it along, as on Kubernetes) and reconcile, all or nothing."""
+        refs: list[str] = []
+
+        async def remove() -> None:
+            for doc in docs:
+                if self.objects.pop(key_of(doc), None) is None:
+                    continue
+                refs.append(f"{doc['kind']}/{doc['metadata']['name']}")
+                transaction.empty_namespace(self.objects, doc)
             await self.reconcile()
+
+        async with self.lock:
+            await transaction.run(self, remove)
         await self.revisions.bump()
         return refs
 
@@ -160,7 +163,8 @@ class Runtime(Faults, Views):
         pod = Pod(name=name, namespace=namespace, node=node_name, ip=ip,
                   host_ip=node.ip, labels=dict(meta.get("labels") or {}), spec=spec,
                   owner=workloads.owner_ref(doc), template_hash=thash, folder=self.folder / "pods" / name,
-                  dns=self.dns, annotations=dict(meta.get("annotations") or {}), api=self.api)
+                  dns=self.dns, annotations=dict(meta.get("annotations") or {}), api=self.api,
+                  cluster=self.identity.name)
         self.pods[name] = pod
         return pod
 

@@ -13,17 +13,18 @@ import traceback
 
 from ..base import MeshlabError
 from . import paths, procs, rpc
+from .identity import ClusterIdentity
 from .runtime import TICK, Runtime
 
 
 class Supervisor:
     """Runs the lab's event loop: the runtime, the RPC server, DNS and the owner watch."""
 
-    def __init__(self, lab: str, nodes: int, owner: int | None):
+    def __init__(self, lab: str, nodes: int, owner: int | None, identity: ClusterIdentity = ClusterIdentity()):
         self.lab, self.owner = lab, owner
         self.folder = paths.lab_dir(lab)
         self.state = paths.read_state(lab)
-        self.runtime = Runtime(self.folder, self.state["octet"], nodes, self.state)
+        self.runtime = Runtime(self.folder, self.state["octet"], nodes, self.state, identity)
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -102,7 +103,9 @@ class Supervisor:
         if method == "status":
             return {"lab": self.lab, "pods": rt.pod_infos(), "nodes": rt.node_infos(), "proxies": rt.proxy_infos(),
                     "services": rt.services(), "entrypoint": rt.entrypoint(), "owner": self.owner,
-                    "facts": self.state.get("facts", {}), "revision": rt.revisions.revision}
+                    "facts": self.state.get("facts", {}), "revision": rt.revisions.revision,
+                    "revision_time": rt.revisions.changed_at,
+                    **rt.identity.to_dict(), "api": rt.api}
         if method == "watch":
             await rt.revisions.wait(int(params.get("since") or 0), float(params.get("timeout", 30.0)))
             return rt.watch_payload()
@@ -132,9 +135,13 @@ def main(argv=None) -> int:
     parser.add_argument("--lab", required=True)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--owner", type=int, default=0)
+    parser.add_argument("--cluster", default="", help="this runtime's cluster in a multi-cluster lab")
+    parser.add_argument("--network", default="", help="its network (Istio's topology.istio.io/network)")
+    parser.add_argument("--region", default="", help="its region (nodes get topology.kubernetes.io/region and zone)")
     args = parser.parse_args(argv)
+    identity = ClusterIdentity(args.cluster, args.network, args.region)
     try:
-        asyncio.run(Supervisor(args.lab, args.nodes, args.owner or None).run())
+        asyncio.run(Supervisor(args.lab, args.nodes, args.owner or None, identity).run())
     except MeshlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

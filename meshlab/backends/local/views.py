@@ -13,7 +13,7 @@ class Views:
         return [p.info().to_dict() for p in sorted(self.pods.values(), key=lambda p: (p.node, p.name))]
 
     def node_infos(self) -> list[dict]:
-        return [NodeInfo(n.name, n.ip, n.ready).to_dict() for n in self.nodes.values()]
+        return [NodeInfo(n.name, n.ip, n.ready, self.identity.name).to_dict() for n in self.nodes.values()]
 
     def proxy_infos(self) -> list[dict]:
         out = []
@@ -21,7 +21,8 @@ class Views:
             for c in pod.containers:
                 role = pod.proxy_role(c)
                 if role:
-                    out.append(ProxyInfo(self.proxy_name(pod, c), role, pod.name, pod.node, c.state(), c.admin).to_dict())
+                    out.append(ProxyInfo(self.proxy_name(pod, c), role, pod.name, pod.node, c.state(), c.admin,
+                                         self.identity.name).to_dict())
         return out
 
     def entrypoint(self) -> str:
@@ -87,4 +88,4 @@ class Views:
 
     def watch_payload(self) -> dict:
         """The watch API's answer for the current revision (docs/controlplane.md)."""
-        return watch.payload(self.revisions.revision, self.objects, self.pods.values())
+        return watch.payload(self.revisions.revision, self.objects, self.pods.values(), self.identity, self.nodes.values())

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import envoy_patch
+from .paths import inside
 
 DATA = "..data"
 
@@ -19,22 +20,30 @@ def project(folder: Path, files: dict[str, str]) -> None:
     target = folder / stamp
     target.mkdir()
     for key, text in files.items():
-        (target / key).write_text(text)
+        path = inside(target, key)  # a key or items path never leaves the volume (checked at apply too)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     old = os.readlink(folder / DATA) if (folder / DATA).is_symlink() else None
     tmp = folder / "..data_tmp"
     if tmp.is_symlink():
         tmp.unlink()
     os.symlink(stamp, tmp)
     os.replace(tmp, folder / DATA)
-    for key in files:
-        link = folder / key
+    tops = top_entries(files)
+    for top in tops:
+        link = folder / top
         if not link.is_symlink():
-            os.symlink(f"{DATA}/{key}", link)
+            os.symlink(f"{DATA}/{top}", link)
     for entry in folder.iterdir():
-        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in files:
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in tops:
             entry.unlink()
     if old and old != stamp:
         shutil.rmtree(folder / old, ignore_errors=True)
+
+
+def top_entries(files: dict[str, str]) -> set[str]:
+    """The first element of each file's path: what the kubelet links from the volume's root into ..data."""
+    return {key.split("/")[0] for key in files}
 
 
 def configmap_files(configmap: dict, items: list | None) -> dict[str, str]:

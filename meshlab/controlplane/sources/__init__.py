@@ -1,4 +1,4 @@
-"""Where the control plane's inputs come from: the local runtime's watch API (a peer cluster later)."""
+"""Where the control plane's inputs come from: the local runtime's watch API, and the peers its remote secrets name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 
 from ...backends.base import MeshlabError
 from .local import ENV, LocalWatch, api_address
+from .peers import ClusterWatch, remote_secrets
 
 
 def from_environment(environ=None, **options) -> LocalWatch:
@@ -17,4 +18,4 @@ def from_environment(environ=None, **options) -> LocalWatch:
                        "run it as a pod of a local lab, or pass --api ADDRESS")
 
 
-__all__ = ["ENV", "LocalWatch", "api_address", "from_environment"]
+__all__ = ["ENV", "ClusterWatch", "LocalWatch", "api_address", "from_environment", "remote_secrets"]

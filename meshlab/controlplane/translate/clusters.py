@@ -6,6 +6,7 @@ from ...stages.envoyconf import static_cluster
 from ..model import ROOT_NAMESPACE, Model, Pod, Service, resolve_host, selects
 from .common import ADS, HTTP_OPTIONS, RAW_BUFFER, TLS_SOCKET, UPSTREAM_TLS, common_tls_context, \
     envoy_duration, host_matches, inbound_cluster_name, outbound_cluster_name
+from .locality import locality_lb_config
 
 CONNECT_TIMEOUT = "10s"  # Istio's default connectTimeout
 UNLIMITED = 4294967295  # Istio's circuit-breaker defaults: no limit unless connectionPool says so
@@ -113,6 +114,7 @@ def eds_cluster(name: str, policy, sans: tuple[str, ...]) -> dict:
     outlier = translate_outlier_detection(policy.get("outlierDetection"))
     if outlier:
         cluster["outlier_detection"] = outlier
+    cluster.update(locality_lb_config(policy))
     cluster.update(translate_tls(policy.get("tls"), name, sans))
     return cluster
 
@@ -128,8 +130,8 @@ def subsets_of(model: Model, service: Service, proxy_namespace: str):
 
 
 def service_identities(model: Model, service: Service, subset_labels) -> tuple[str, ...]:
-    """SPIFFE ids of the Service's injected pods (of one subset): the SANs a client accepts."""
-    return tuple(sorted({p.identity for p in model.pods_of(service) if p.injected
+    """SPIFFE ids of the Service's injected pods in every cluster (of one subset): the SANs a client accepts."""
+    return tuple(sorted({p.identity for p in model.pods_of(service) + model.remote_pods_of(service) if p.injected
                          and (not subset_labels or selects(subset_labels, p.labels))}))
 
 

@@ -35,11 +35,11 @@ def outbound_listener(pod: Pod, route_name: str) -> dict:
             "filter_chains": [{"name": OUTBOUND, "filters": [hcm]}]}
 
 
-def inbound_route_config(app_port: int, tls: bool) -> dict:
-    """Everything to the app beside the sidecar, stamping the callee-side hop (with the caller's SPIFFE id on mTLS)."""
-    hop = trace_hop("sidecar", dir="in", peer=PEER) if tls else trace_hop("sidecar", dir="in")
+def inbound_route_config(app_port: int, tls: bool, hop: dict | None = None) -> dict:
+    """Everything to the app beside the sidecar, stamping the callee-side hop (caller's SPIFFE id on mTLS, then `hop`)."""
+    header = trace_hop("sidecar", dir="in", **({"peer": PEER} if tls else {}), **(hop or {}))
     name = inbound_cluster_name(app_port)
-    return {"name": name, "request_headers_to_add": [hop], "validate_clusters": False, "virtual_hosts": [{
+    return {"name": name, "request_headers_to_add": [header], "validate_clusters": False, "virtual_hosts": [{
         "name": f"inbound|http|{app_port}", "domains": ["*"],
         "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": name, "timeout": "0s"}}]}]}
 
@@ -50,9 +50,10 @@ def downstream_tls() -> dict:
                                                  "require_client_certificate": True}}
 
 
-def inbound_chain(app_port: int, tls: bool, rbac: list[dict]) -> dict:
+def inbound_chain(app_port: int, tls: bool, rbac: list[dict], hop: dict | None = None) -> dict:
     """One inbound filter chain: mTLS (transport_protocol tls) or plaintext (raw_buffer)."""
-    hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}", {"route_config": inbound_route_config(app_port, tls)},
+    hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}",
+                                  {"route_config": inbound_route_config(app_port, tls, hop)},
                                   list(rbac), normalize_path=True, forward_client_cert_details="APPEND_FORWARD",
                                   set_current_client_cert_details={"uri": True})
     chain = {"name": "inbound-mtls" if tls else "inbound-plaintext",
@@ -62,10 +63,10 @@ def inbound_chain(app_port: int, tls: bool, rbac: list[dict]) -> dict:
     return chain
 
 
-def inbound_listener(pod: Pod, app_port: int, mode: str, rbac: list[dict]) -> dict:
-    """15006: mTLS unless DISABLE, plaintext unless STRICT; RBAC (DENY, then ALLOW) before the router."""
-    chains = ([inbound_chain(app_port, True, rbac)] if mode != "DISABLE" else []) + \
-             ([inbound_chain(app_port, False, rbac)] if mode != "STRICT" else [])
+def inbound_listener(pod: Pod, app_port: int, mode: str, rbac: list[dict], hop: dict | None = None) -> dict:
+    """15006: mTLS unless DISABLE, plaintext unless STRICT; RBAC (DENY, then ALLOW) before the router; `hop` extra fields."""
+    chains = ([inbound_chain(app_port, True, rbac, hop)] if mode != "DISABLE" else []) + \
+             ([inbound_chain(app_port, False, rbac, hop)] if mode != "STRICT" else [])
     return {"name": INBOUND, "address": socket(pod.ip, INBOUND_PORT), "traffic_direction": "INBOUND",
             "listener_filters": [{"name": "envoy.filters.listener.tls_inspector",
                                   "typed_config": {"@type": TLS_INSPECTOR}}],

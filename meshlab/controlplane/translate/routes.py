@@ -13,6 +13,7 @@ DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriab
 DEFAULT_ATTEMPTS = 2
 NO_TIMEOUT = "0s"  # Istio disables Envoy's 15 s default route timeout unless `timeout` is set
 DEFAULT_ROUTE_PORT = 80
+CLUSTER_NAME = "%ENVIRONMENT(CLUSTER_NAME)%"  # the runtime injects CLUSTER_NAME in a multi-cluster lab
 
 
 def string_match(match) -> dict:
@@ -133,9 +134,22 @@ def translate_http_route(http, namespace: str, model: Model, default_port: int) 
 
 def default_route(service: Service) -> dict:
     """Every path to the Service's own cluster, with Istio's default retries and no timeout."""
+    return default_route_to(service.fqdn, service.ports[0].port)
+
+
+def default_route_to(host: str, port: int) -> dict:
+    """Every path to outbound|port||host, with Istio's default retries and no timeout."""
     return {"name": "default", "match": {"prefix": "/"},
-            "route": {"cluster": outbound_cluster_name(service.ports[0].port, "", service.fqdn),
+            "route": {"cluster": outbound_cluster_name(port, "", host),
                       "timeout": NO_TIMEOUT, "retry_policy": translate_retry_policy(None)}}
+
+
+def host_routes(model: Model, host: str, port: int) -> list[dict]:
+    """The routes of one host: its VirtualService's, else the default route to its own cluster."""
+    vs = virtual_service_for(model, host)
+    if not vs:
+        return [default_route_to(host, port)]
+    return [r for http in vs.spec.get("http") or () for r in translate_http_route(http, vs.namespace, model, port)]
 
 
 def virtual_service_for(model: Model, host: str) -> Policy | None:
@@ -155,10 +169,8 @@ def domains(service: Service, proxy_namespace: str) -> list[str]:
 def virtual_host(model: Model, service: Service, proxy_namespace: str) -> dict:
     """The virtual host of one Service: its VirtualService's routes, else the default route."""
     port = service.ports[0].port
-    vs = virtual_service_for(model, service.fqdn)
-    routes = [r for http in vs.spec.get("http") or () for r in translate_http_route(http, vs.namespace, model, port)] \
-        if vs else [default_route(service)]
-    return {"name": f"{service.fqdn}:{port}", "domains": domains(service, proxy_namespace), "routes": routes}
+    return {"name": f"{service.fqdn}:{port}", "domains": domains(service, proxy_namespace),
+            "routes": host_routes(model, service.fqdn, port)}
 
 
 def route_config_name(model: Model) -> str:
@@ -167,10 +179,15 @@ def route_config_name(model: Model) -> str:
     return str(min(ports, key=lambda p: (-ports[p], p)) if ports else DEFAULT_ROUTE_PORT)
 
 
-def route_configuration(model: Model, pod: Pod) -> dict:
-    """The outbound RouteConfiguration of one sidecar: a virtual host per Service, the trace hop stamped."""
-    hosts = [virtual_host(model, s, pod.namespace) for s in model.services if s.ports]
+def hop_fields(model: Model) -> dict:
+    """Extra trace-hop fields: the proxy's cluster in a multi-cluster lab (stage-5 hops unchanged)."""
+    return {"cluster": CLUSTER_NAME} if model.multicluster else {}
+
+
+def route_configuration(model: Model, pod: Pod, extra_hosts: list[dict] = ()) -> dict:
+    """The outbound RouteConfiguration of one sidecar: a virtual host per Service (then `extra_hosts`), the hop stamped."""
+    hosts = [virtual_host(model, s, pod.namespace) for s in model.services if s.ports] + list(extra_hosts)
     hosts.append({"name": "block_all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {
         "status": 404, "body": {"inline_string": f"no Service in the mesh for this Host (*.{SERVICE_SUFFIX})\n"}}}]})
     return {"name": route_config_name(model), "virtual_hosts": hosts, "validate_clusters": False,
-            "request_headers_to_add": [trace_hop("sidecar", dir="out")]}
+            "request_headers_to_add": [trace_hop("sidecar", dir="out", **hop_fields(model))]}

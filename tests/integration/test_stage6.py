@@ -1,0 +1,159 @@
+"""Stage 6 on the local backend: two complete runtimes composed into one lab, joined by east-west gateways.
+
+Calls cross from cluster-1 to cluster-2 through cluster-2's gateway with end-to-end mTLS (the callee names the
+caller's SPIFFE id); gateway stats move only where traces show a crossing; the legacy service outside both
+clusters is reached through a ServiceEntry whose retries hide its errors; with locality failover, killing every
+reviews pod of cluster-1 moves reviews to cluster-2 with few failures, a dead cluster-2 then fails only the calls
+that needed it, and restore brings traffic home. One lab for the module, taken down by the last test."""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import meshlab
+from meshlab import diagrams
+from meshlab.envoy.admin import Admin
+from traces import east_west
+
+pytestmark = pytest.mark.integration
+
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+FAILOVER = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        enabled: true
+        failover: [{from: region-1, to: region-2}, {from: region-2, to: region-1}]
+    outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: 1, interval: 1s, baseEjectionTime: 30s,
+                       maxEjectionPercent: 100}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = meshlab.Lab("stage6")
+    try:
+        lab.up(stage="multicluster", quiet=True)
+    except BaseException:
+        lab.down()
+        raise
+    yield lab
+    lab.down()
+
+
+def gateway_bytes(lab) -> dict[tuple[str, str], int]:
+    """{(cluster, service): bytes its east-west gateway passed through to that service's pods}."""
+    out = {}
+    for proxy in (p for p in lab.proxies() if p.role == "gateway"):
+        for stat, value in Admin(proxy.admin_url).stats().items():
+            if stat.startswith("tcp.outbound_.9080_.") and stat.endswith(".downstream_cx_rx_bytes_total"):
+                service = stat.split("_.")[-1].split(".")[0]
+                out[(proxy.cluster, service)] = int(value)
+    return out
+
+
+def reviews_cluster(url: str) -> tuple[int, str]:
+    """One request: (status, the cluster whose reviews pod answered, or '')."""
+    try:
+        with DIRECT.open(url, timeout=10) as response:
+            status, body = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+    hops = [h for path in body.get("paths", []) for h in path if h.get("kind") == "app" and h.get("service") == "reviews"]
+    return status, (hops[0].get("cluster", "") if hops else "")
+
+
+def test_the_shop_spans_two_clusters_and_crosses_through_the_peer_gateway_with_mtls(lab):
+    assert lab.clusters() == ["cluster-1", "cluster-2"]
+    placed = collections.defaultdict(set)
+    for pod in lab.pods():
+        placed[pod.service].add(pod.cluster)
+    assert placed["frontend"] == placed["catalog"] == {"cluster-1"}
+    assert placed["reviews"] == placed["ratings"] == placed["istio-eastwestgateway"] == {"cluster-1", "cluster-2"}
+    assert {n.cluster for n in lab.nodes()} == {"cluster-1", "cluster-2"}
+    assert all(p.cluster for p in lab.proxies())
+    before = gateway_bytes(lab)
+    result = lab.traffic(n=200, concurrency=4)
+    after = gateway_bytes(lab)
+    assert result.ok == 200, str(result)
+    calls = [(a, proxies, b) for a, proxies, b in east_west(result) if b.get("cluster")]  # not the legacy service
+    crossed = {(b["cluster"], b["service"]) for a, _, b in calls if a["cluster"] != b["cluster"]}
+    assert ("cluster-2", "reviews") in crossed, crossed  # no locality policy yet: both clusters share the load
+    for caller, proxies, callee in calls:
+        assert proxies[-1]["cluster"] == callee["cluster"] and proxies[0]["cluster"] == caller["cluster"]
+        assert proxies[-1]["peer"] == f"spiffe://cluster.local/ns/default/sa/shop-{caller['service']}"
+    grew = {key for key, value in after.items() if value > before.get(key, 0)}
+    assert grew == crossed, f"gateway bytes grew for {sorted(grew)}, traces crossed into {sorted(crossed)}"
+    topo = diagrams.from_lab(lab, result)  # the diagram draws a gateway arrow only into clusters traffic entered
+    drawn = {g.cluster for g in topo.proxies if g.role == "gateway"
+             for e in topo.edges if e.kind == "call" and g.id in (e.src, e.dst)}
+    assert drawn == {cluster for cluster, _ in crossed}
+
+
+def test_the_legacy_service_outside_the_clusters_is_retried_through_its_service_entry(lab):
+    frontend = next(p for p in lab.proxies() if p.role == "sidecar" and p.pod.startswith("frontend-"))
+    retries = "cluster.outbound|9080||payments.legacy.example.upstream_rq_retry"
+    before = Admin(frontend.admin_url).stats().get(retries, 0)
+    assert lab.call("frontend", "http://payments.legacy.example:9080/").ok
+    lab.inject("payments", errors=0.2)
+    try:
+        result = lab.traffic(n=100, concurrency=4)
+    finally:
+        lab.restore()
+    # 20% of first tries fail; with 3 retries a request fails only if 4 tries do (p = 0.0016 each)
+    assert result.ok >= 96 and result.calls["frontend->payments"]["total"] == 100, str(result)
+    assert Admin(frontend.admin_url).stats()[retries] - before >= 5
+
+
+def test_locality_failover_to_the_other_cluster_and_back(lab):
+    lab.apply(FAILOVER)
+    result = lab.traffic(n=100)
+    assert result.ok == 100 and {b["cluster"] for a, _, b in east_west(result) if b["service"] == "reviews"} == {"cluster-1"}
+    local = [p.name for p in lab.pods() if p.service == "reviews" and p.cluster == "cluster-1"]
+    started = time.monotonic()
+    for name in local:
+        lab.kill(pod=name)
+    failed, first_remote = 0, None
+    while time.monotonic() - started < 20:
+        status, cluster = reviews_cluster(lab.url)
+        failed += status != 200
+        if cluster == "cluster-2":
+            first_remote = first_remote or time.monotonic() - started
+            if time.monotonic() - started > first_remote + 1.0:
+                break
+    assert first_remote is not None, "reviews never answered from cluster-2"
+    print(f"\nfailover: {failed} failed requests, cluster-2 answered {first_remote * 1000:.0f} ms after the kill")
+    assert failed <= 10
+    result = lab.traffic(n=50)
+    assert result.ok == 50, str(result)
+
+    lab.kill(cluster="cluster-2")  # now reviews has nowhere to go; catalog and payments do not need cluster-2
+    time.sleep(1)
+    result = lab.traffic(n=30)
+    assert result.ok == 0 and result.calls["frontend->reviews"]["failed"] == 30, str(result)
+    assert result.calls["frontend->catalog"]["failed"] == result.calls["frontend->payments"]["failed"] == 0
+    reached = {h.get("service") for path in result.paths for h in path["hops"] if h.get("kind") == "app"}
+    assert {"frontend", "catalog", "payments"} <= reached and "reviews" not in reached, str(result)
+
+    lab.restore()
+    result = lab.traffic(n=100)
+    assert result.ok == 100 and {b["cluster"] for a, _, b in east_west(result) if b["service"] == "reviews"} == {"cluster-1"}
+
+
+def test_down_removes_both_clusters_and_the_legacy_process(lab, no_leaks):
+    lab.down()
+    assert not meshlab.Lab("stage6").clusters()
