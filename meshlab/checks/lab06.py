@@ -1,0 +1,565 @@
+"""Checks of lab 06 (multi-cluster): name the calls of real traces that crossed a network, predict and measure
+what losing a whole cluster costs, and make reviews fail over to cluster-2 when cluster-1's copy dies.
+
+As in labs 01-05, each check is a probe (talks to the lab: real traffic and its traces, the lab's pods, kills
+and restores) and a pure `judge_*` function that the unit tests feed with fakes. Nothing here trusts timing
+to the millisecond: the failover check counts failed requests under load against a bound and reports the
+switch time it measured; the outage check compares a prediction with categories of measured figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from .. import traffic as _traffic
+from ..tables import text_table
+from .base import CheckResult, exercise, one_line
+from .quiz import judge as quiz_judge
+
+LAB = "06-multicluster-lab"
+CLUSTERS = ("cluster-1", "cluster-2")
+HOME, OTHER = CLUSTERS
+OUTSIDE = "outside"  # where the legacy payments service runs: outside both clusters
+SERVICES = ("frontend", "catalog", "reviews", "ratings", "payments")
+SAMPLE = 200  # requests whose traces the crossings check reads
+MIN_REQUESTS = 100  # requests each measured run of the outage exercise must have
+MAX_FAILED = 12  # failed requests allowed while reviews switches to cluster-2 (and "none" of an outage)
+LOAD = 2  # concurrency of the load the failover check keeps up while it kills (2: about 50 requests a second)
+POLL_S = 0.1
+WARMUP_S = 1.0  # load before the kill
+SWITCH_TIMEOUT_S = 15.0  # how long the failover check waits for cluster-2 to answer reviews
+SETTLE_S = 1.5  # how long it keeps the load up after the switch, to count late failures
+BACK_TIMEOUT_S = 30.0  # how long it waits for reviews to come home after restore()
+HEALTHY_TIMEOUT_S = 60.0  # wait_healthy's default
+RECOVER_S = 30.0  # how long a check waits for a lab it finds unhealthy
+background = _traffic.background  # the load generator (the unit tests put a fake here)
+
+
+# ---- reading traces ---------------------------------------------------------------------------------------
+
+def app_hops(hops: Iterable[Mapping]) -> list[Mapping]:
+    """The app hops of one traced path, in order (proxies stamp hops too, but only apps make calls)."""
+    return [h for h in hops or [] if isinstance(h, Mapping) and h.get("kind") == "app"]
+
+
+def place(hop: Mapping, pods: Mapping[str, str] | None = None) -> str:
+    """Where an app hop ran: the cluster of its pod (from the lab's pods, else the hop's own cluster= stamp),
+    or `outside` for a process of neither cluster (the legacy payments host has no pod and no sidecar)."""
+    pod = hop.get("pod") or hop.get("name") or ""
+    return (pods or {}).get(pod) or hop.get("cluster") or OUTSIDE
+
+
+def crossings(hops: Iterable[Mapping], pods: Mapping[str, str] | None = None) -> list[str]:
+    """'caller->callee' for every call of a path whose two ends ran in different places (the truth)."""
+    apps = app_hops(hops)
+    return [f"{a.get('service')}->{b.get('service')}" for a, b in zip(apps, apps[1:])
+            if place(a, pods) != place(b, pods)]
+
+
+def by_node(hops: Iterable[Mapping]) -> list[str]:
+    """What comparing node names instead of clusters would answer (a typical mistake: node-1 is in every cluster)."""
+    apps = app_hops(hops)
+    return [f"{a.get('service')}->{b.get('service')}" for a, b in zip(apps, apps[1:]) if a.get("node") != b.get("node")]
+
+
+def label(hops: Iterable[Mapping], pods: Mapping[str, str] | None = None) -> str:
+    """One path as text, every app with its place: 'frontend v1 [cluster-1] -> reviews v2 [cluster-2]'."""
+    return " -> ".join(f"{h.get('service')} {h.get('version', '')}".replace("  ", " ").strip() + f" [{place(h, pods)}]"
+                       for h in app_hops(hops))
+
+
+def hop_table(hops: Iterable[Mapping]) -> str:
+    """A traced path as a table, one row per hop, with every field that says where the hop ran."""
+    rows = []
+    for i, hop in enumerate(hops or [], 1):
+        if hop.get("kind") == "app":
+            what = f"app {hop.get('service', '?')} {hop.get('version', '')}".strip()
+        else:
+            what = f"{hop.get('kind', '?')} {hop.get('role', '')} {hop.get('dir', '')}".strip()
+        rows.append((i, what, hop.get("pod") or hop.get("name") or "", hop.get("node") or "",
+                     hop.get("cluster") or "-", hop.get("peer") or ""))
+    return "\n".join(text_table(("#", "hop", "name", "node", "cluster", "peer (verified caller)"), rows))
+
+
+def crossing_path(result, pods: Mapping[str, str] | None = None) -> list[dict]:
+    """The hops of one path of a traffic result that crossed between the two clusters ([] when none did)."""
+    for path in getattr(result, "paths", None) or []:
+        places = [place(h, pods) for h in app_hops(path.get("hops"))]
+        if HOME in places and OTHER in places:
+            return [dict(h) for h in path["hops"]]
+    return []
+
+
+def cluster_counts(result, service: str = "reviews") -> Counter:
+    """How many requests of a traffic result had `service` answered by each cluster (from the traces)."""
+    counts: Counter = Counter()
+    for path in getattr(result, "paths", None) or []:
+        seen = {h.get("cluster") or OUTSIDE for h in app_hops(path.get("hops")) if h.get("service") == service}
+        for cluster in seen:
+            counts[cluster] += int(path.get("count") or 1)
+    return counts
+
+
+def answering(result) -> set[str]:
+    """The services that answered at least one call in a traffic result's traces."""
+    return {h.get("service") for path in getattr(result, "paths", None) or [] for h in app_hops(path.get("hops"))
+            if h.get("service")}
+
+
+def clusters_seen(result) -> set[str]:
+    """The clusters of every app hop in a traffic result's traces."""
+    return {h.get("cluster") for path in getattr(result, "paths", None) or [] for h in app_hops(path.get("hops"))
+            if h.get("cluster")}
+
+
+def _first_error(result) -> str:
+    errors = getattr(result, "errors", None) or []
+    return f" ({errors[0]})" if errors else ""
+
+
+# ---- waiting for a healthy lab --------------------------------------------------------------------------
+
+def unhealthy(lab) -> list[str]:
+    """What is not healthy in a running lab: pods not ready, sidecars not SYNCED (empty when all is well)."""
+    problems = [f"pod {p.name} ({getattr(p, 'cluster', '')}) not ready" for p in lab.pods()
+                if not p.ready and getattr(p, "phase", "Running") != "Terminating"]
+    try:
+        table = lab.proxy_status()
+    except Exception as exc:  # a control plane that does not answer
+        return problems + [f"proxy status: {one_line(exc)}"]
+    problems += [f"sidecar {p.pod} {p.state}" for p in table if p.state != "SYNCED"]
+    return problems
+
+
+def wait_healthy(lab, timeout: float | None = None) -> list[str]:
+    """Wait until every pod of both clusters is ready and every sidecar SYNCED, and 20 requests through the edge
+    succeed; returns what is still wrong at the timeout ([] when healthy)."""
+    deadline = time.monotonic() + (HEALTHY_TIMEOUT_S if timeout is None else timeout)
+    while True:
+        problems = unhealthy(lab)
+        if not problems:
+            probe = lab.traffic(n=20, concurrency=2, progress=False)
+            if not probe.failed:
+                return []
+            problems = [f"{probe.failed} of {probe.requests} requests failed{_first_error(probe)}"]
+        if time.monotonic() >= deadline:
+            return problems
+        time.sleep(5 * POLL_S)
+
+
+# ---- exercise 1: which calls crossed a network ------------------------------------------------------------
+
+CROSSED_EXPECTED = ("crossed(hops) returns, for any traced path, every call (caller->callee, by service) whose two "
+                    "ends ran in different places: cluster-1, cluster-2, or outside both clusters")
+
+
+def read_answer(value: Any) -> list[str] | None:
+    """The learner's crossings as normalised 'caller->callee' strings (None when it is not a list of them)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        return None
+    out = []
+    for item in value:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            item = f"{item[0]}->{item[1]}"
+        if not isinstance(item, str):
+            return None
+        out.append("".join(item.split()).lower().replace("→", "->"))
+    return out
+
+
+def _why(truth: list[str], got: list[str], hops: list[dict]) -> str:
+    """What a typical wrong answer got wrong, for one path."""
+    services = set(SERVICES)
+    strange = [g for g in got if "->" not in g or not set(g.split("->")) <= services]
+    if strange:
+        return (f"these are not calls between the shop's services: {', '.join(strange)}. Name each call "
+                "caller->callee by service (app hops only: proxy hops, such as the edge's, make no call of their own)")
+    if sorted(got) == sorted(by_node(hops)) and sorted(got) != sorted(truth):
+        return ("this is what comparing node names gives. Every cluster has a node-1, node-2 and node-3: the same "
+                "node name in two clusters is two machines, and two nodes of one cluster share its network. "
+                "Compare where the hops ran (cluster=)")
+    missing = [t for t in truth if t not in got]
+    extra = [g for g in got if g not in truth]
+    if missing == ["frontend->payments"] and not extra:
+        return ("payments has no cluster=: it is the legacy service, a plain process outside both clusters with no "
+                "sidecar. A call to it leaves the cluster's network too")
+    if extra and not missing:
+        return f"these stayed in one place: {', '.join(extra)}"
+    if missing and not extra:
+        return f"these crossed and are missing: {', '.join(missing)} (a path can cross more than once)"
+    return f"missing: {', '.join(missing) or '-'}; should not be there: {', '.join(extra) or '-'}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def judge_crossings(crossed: Callable, result, pods: Mapping[str, str]) -> CheckResult:
+    """Apply the learner's `crossed(hops)` to every distinct path of a traffic result and compare with the truth.
+    `pods`: pod name -> cluster, as the lab lists them."""
+    if not callable(crossed):
+        return CheckResult(False, CROSSED_EXPECTED, f"`crossed` is a {type(crossed).__name__}, not a function")
+    paths = [p for p in getattr(result, "paths", None) or [] if app_hops(p.get("hops"))]
+    if not paths:
+        return CheckResult(False, CROSSED_EXPECTED, f"no traced request to read{_first_error(result)}: is the lab up? "
+                           "(run the set-up cell)")
+    truths = [crossings(p["hops"], pods) for p in paths]
+    between = sum(int(p.get("count") or 1) for p in paths
+                  if {HOME, OTHER} <= {place(h, pods) for h in app_hops(p["hops"])})
+    if not between:
+        return CheckResult(False, CROSSED_EXPECTED, f"no call crossed between the clusters in {result.requests} "
+                           "requests, so there is nothing to check yet. Calls cross when nothing keeps them local: "
+                           "delete any DestinationRule for reviews or ratings you applied (lab.delete(YAML)) and run "
+                           "this check again")
+    order = sorted(range(len(paths)), key=lambda i: (not truths[i], -len(truths[i])))  # the crossing paths first
+    for i in order:
+        hops = copy.deepcopy(paths[i]["hops"])
+        try:
+            raw = crossed(hops)
+        except Exception as exc:
+            return CheckResult(False, CROSSED_EXPECTED, f"crossed(hops) raised {one_line(exc)} on the path "
+                               f"{label(paths[i]['hops'], pods)}")
+        got = read_answer(raw)
+        if got is None:
+            return CheckResult(False, CROSSED_EXPECTED, "crossed(hops) must return a list of 'caller->callee' "
+                               f"strings; it returned {_short(raw)}")
+        if Counter(got) != Counter(truths[i]):
+            return CheckResult(False, CROSSED_EXPECTED, f"on the path {label(paths[i]['hops'], pods)}\n"
+                               f"expected {sorted(truths[i])}, your crossed() said {sorted(got)}\n"
+                               f"{_why(truths[i], got, paths[i]['hops'])}")
+    legacy = sum(int(p.get("count") or 1) for p, t in zip(paths, truths) if any(x.endswith("->payments") for x in t))
+    return CheckResult(True, CROSSED_EXPECTED, f"right on all {len(paths)} distinct paths of {result.requests} "
+                       f"requests ({between} traced requests crossed between the clusters, through an east-west "
+                       f"gateway; {legacy} called the legacy host outside them)")
+
+
+@exercise(LAB, "crossed-networks", hints=[
+    "A call is two app hops in a row (caller, then callee); the proxy hops between them are the caller's and the "
+    "callee's sidecars. Where did each app run? Every app hop says it.",
+    "Compare the `cluster` of consecutive app hops, not their `node`: node-1 exists in both clusters. payments has "
+    "no cluster at all (no sidecar, outside both clusters): a call to it crosses too.",
+    "apps = [h for h in hops if h['kind'] == 'app']; return [f\"{a['service']}->{b['service']}\" for a, b in "
+    "zip(apps, apps[1:]) if a.get('cluster', 'outside') != b.get('cluster', 'outside')]",
+])
+def crossed_networks(lab, crossed) -> CheckResult:
+    """The learner's function, applied to the traces of fresh traffic; the truth from the lab's pods."""
+    if not callable(crossed):
+        return judge_crossings(crossed, None, {})
+    result = lab.traffic(n=SAMPLE, concurrency=4, progress=False)
+    pods = {p.name: getattr(p, "cluster", "") for p in lab.pods()}
+    return judge_crossings(crossed, result, pods)
+
+
+# ---- exercise 2: what a whole-cluster outage costs ---------------------------------------------------------
+
+CATEGORIES = ("none", "some", "all")
+QUIZ = {  # question -> (right letter, {letter: why it is wrong})
+    "q1": ("b", {"a": "cluster-2's copies were serving all along: a share of the calls to reviews and ratings "
+                      "crossed into cluster-2 before the outage (exercise 1)",
+                 "c": "each control plane is a primary for its own cluster (multi-primary): without its peer it "
+                      "keeps running, it only loses the peer's endpoints",
+                 "d": "each cluster's intermediate CA is signed by the shared root, and every sidecar trusts the "
+                      "root: no peer is needed at run time"}),
+    "q2": ("c", {"a": "reviews and ratings are not what failed: no request reaches them",
+                 "b": "a DestinationRule configures the callers of frontend, and its only caller, the edge, died with "
+                      "cluster-1",
+                 "d": "mTLS secures the calls that are made; it does not give customers a way in"}),
+    "q3": ("a", {"b": "an east-west gateway forwards only to the pods of its own cluster",
+                 "c": "the edge of stage 1 retries nothing; the retries are the sidecars' (Istio's default policy)",
+                 "d": "the traces of exercise 1 showed calls crossing into cluster-2 without any DestinationRule"}),
+}
+OUTAGE_KEYS = ("healthy", *reversed(CLUSTERS))  # healthy, cluster-2, cluster-1
+OUTAGE_EXPECTED = ("your prediction for each outage matches what you measured: the share of requests that failed "
+                   f"(none: at most {MAX_FAILED}, all, or some) and the services that still answered; and the quiz "
+                   "right")
+
+
+def category(result) -> str:
+    """none (at most MAX_FAILED failed: caught in a switch), all (every request failed) or some."""
+    if result.failed >= result.requests:
+        return "all"
+    return "none" if result.failed <= MAX_FAILED else "some"
+
+
+def read_prediction(prediction: Any) -> tuple[dict[str, tuple[str, set[str]]], str]:
+    """({cluster: (failed category, answering services)}, problem) from the learner's prediction."""
+    if not isinstance(prediction, Mapping):
+        return {}, f"prediction is a {type(prediction).__name__}, not a dict"
+    out, problems = {}, []
+    if all(isinstance(e, Mapping) and not e.get("failed") and e.get("failed") != 0 and not e.get("answering")
+           for e in (prediction.get(c) for c in CLUSTERS)):
+        return {}, "no prediction yet: fill in 'failed' and 'answering' for each cluster"
+    for cluster in CLUSTERS:
+        entry = prediction.get(cluster)
+        if not isinstance(entry, Mapping):
+            problems.append(f"prediction[{cluster!r}] is missing: a dict with 'failed' and 'answering'")
+            continue
+        failed = entry.get("failed")
+        if isinstance(failed, (int, float)) and not isinstance(failed, bool) and 0 <= failed <= 1:
+            failed = "none" if failed == 0 else "all" if failed == 1 else "some"
+        failed = str(failed or "").strip().lower()
+        if failed not in CATEGORIES:
+            problems.append(f"prediction[{cluster!r}]['failed'] is {entry.get('failed')!r}: write 'none', 'some' or "
+                            "'all'")
+        names = entry.get("answering")
+        names = [names] if isinstance(names, str) else list(names or [])
+        cleaned = {str(n).strip().lower() for n in names}
+        unknown = sorted(cleaned - set(SERVICES))
+        if unknown:
+            problems.append(f"prediction[{cluster!r}]['answering'] names no service of the shop: {', '.join(unknown)} "
+                            f"(the services: {', '.join(SERVICES)})")
+        out[cluster] = (failed, cleaned)
+    return out, "; ".join(problems)
+
+
+def _names(services: Iterable[str]) -> str:
+    return ", ".join(s for s in SERVICES if s in set(services)) or "none"
+
+
+def judge_outage(prediction: Any, answers: Any, outage: Any) -> CheckResult:
+    """`outage`: {'healthy', 'cluster-2', 'cluster-1'}: traffic results measured with the lab healthy, with cluster-2
+    down, with cluster-1 down."""
+    predicted, problem = read_prediction(prediction)
+    if problem:
+        return CheckResult(False, OUTAGE_EXPECTED, problem)
+    if not isinstance(outage, Mapping) or not all(outage.get(k) is not None for k in OUTAGE_KEYS):
+        got = sorted(k for k in OUTAGE_KEYS if isinstance(outage, Mapping) and outage.get(k) is not None)
+        return CheckResult(False, OUTAGE_EXPECTED, "no outage measured yet: run the experiment so that `outage` holds "
+                           f"{', '.join(OUTAGE_KEYS)} (it has: {', '.join(got) or 'nothing'})")
+    for key in OUTAGE_KEYS:
+        if getattr(outage[key], "requests", 0) < MIN_REQUESTS:
+            return CheckResult(False, OUTAGE_EXPECTED, f"outage[{key!r}]: {getattr(outage[key], 'requests', 0)} "
+                               f"requests; send at least {MIN_REQUESTS} each time (lab.traffic(n=200))")
+    healthy = outage["healthy"]
+    if healthy.failed:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{healthy.failed} of {healthy.requests} requests failed with "
+                           f"the lab healthy{_first_error(healthy)}: restore it (lab.restore(), wait_healthy(lab)) "
+                           "and measure again")
+    for cluster in CLUSTERS:
+        if cluster in clusters_seen(outage[cluster]):
+            return CheckResult(False, OUTAGE_EXPECTED, f"outage[{cluster!r}]: pods of {cluster} answered requests: "
+                               f"was {cluster} down while you measured? (lab.kill(cluster={cluster!r}))")
+    before = answering(healthy)
+    lines, wrong = [f"healthy: {healthy.requests - healthy.failed}/{healthy.requests} ok; answering: "
+                    f"{_names(before)}"], []
+    for cluster in reversed(CLUSTERS):
+        run = outage[cluster]
+        measured, still = category(run), answering(run) & before
+        guess, names = predicted[cluster]
+        names &= before  # a service no request reached even when healthy cannot be lost
+        lines.append(f"{cluster} down: {run.failed} of {run.requests} failed = {measured} (you said {guess}); "
+                     f"answering: {_names(still)} (you said {_names(names)})")
+        if guess != measured:
+            wrong.append(f"{cluster}: failed")
+        if names != still:
+            wrong.append(f"{cluster}: answering")
+    text = "\n".join(lines)
+    if wrong:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe prediction differs from the measurement: "
+                           f"{', '.join(wrong)}. Look at where each service runs, and at how a request comes in")
+    quiz = quiz_judge(answers, QUIZ)
+    if not quiz.ok:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe prediction is right; the quiz: {quiz.received}")
+    return CheckResult(True, OUTAGE_EXPECTED, f"{text}\n{quiz.received}")
+
+
+@exercise(LAB, "cluster-outage", hints=[
+    "Where does each service run (lab.pods(), with .cluster)? And where does every request come in? A request needs "
+    "every service on its path, starting with the way in.",
+    "cluster-2 runs copies of reviews and ratings only; cluster-1 runs the edge, frontend and catalog, and copies of "
+    "reviews and ratings. payments runs outside both, but only frontend calls it. In the experiment: kill, "
+    "lab.traffic(n=200), lab.restore(), wait_healthy(lab), one cluster after the other.",
+    "prediction = {'cluster-2': {'failed': 'none', 'answering': ['frontend', 'catalog', 'reviews', 'ratings', "
+    "'payments']}, 'cluster-1': {'failed': 'all', 'answering': []}}; answers = {'q1': 'b', 'q2': 'c', 'q3': 'a'}",
+])
+def cluster_outage(lab, prediction, answers, outage) -> CheckResult:
+    """The learner's prediction and measurements; then the lab must be whole again."""
+    result = judge_outage(prediction, answers, outage)
+    if not result.ok:
+        return result
+    problems = wait_healthy(lab, timeout=RECOVER_S)
+    if problems:
+        return CheckResult(False, "both clusters whole again after the experiment",
+                           f"not yet: {'; '.join(problems[:4])}. Run lab.restore() and wait_healthy(lab)")
+    return result
+
+
+# ---- exercise 3: locality failover, measured under load ---------------------------------------------------
+
+FAILOVER_EXPECTED = ("calls to reviews stay in cluster-1 while its copy is healthy; when every reviews pod of "
+                     f"cluster-1 dies under load, at most {MAX_FAILED} requests fail before cluster-2 answers them; "
+                     "and after restore() they come back to cluster-1")
+
+
+@dataclass
+class Failover:
+    """What the failover check measured: the load across the kill, and when cluster-2 started to answer."""
+
+    killed: list[str] = field(default_factory=list)
+    requests: int = 0
+    failed: int = 0
+    switch_s: float | None = None  # from the first kill to the first reviews answer from cluster-2
+    last_failure_s: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def describe_rules(rules: Iterable[Mapping]) -> str:
+    """What is wrong with the DestinationRules for reviews, as far as reading them tells ('' when nothing is)."""
+    rules = [r for r in rules or [] if str((r.get("spec") or {}).get("host", "")).split(".")[0] == "reviews"]
+    if not rules:
+        return ("there is no DestinationRule for host reviews in cluster-1, where frontend runs (lab.apply(yaml) "
+                "without cluster= applies to both clusters)")
+    policy = (rules[0].get("spec") or {}).get("trafficPolicy") or {}
+    locality = (policy.get("loadBalancer") or {}).get("localityLbSetting") or {}
+    if not policy.get("outlierDetection"):
+        return ("the DestinationRule for reviews has no outlierDetection: without it Istio ignores the locality "
+                "settings, and every endpoint, local or behind cluster-2's gateway, gets a share")
+    if locality.get("enabled") is False:
+        return "localityLbSetting.enabled is false: locality load balancing is off"
+    return ""
+
+
+def judge_local(before, rules: Iterable[Mapping] | None = None) -> CheckResult | None:
+    """None when every reviews call of `before` was answered in cluster-1 with no failure, else why not."""
+    if before is None or not getattr(before, "requests", 0):
+        return CheckResult(False, FAILOVER_EXPECTED, "no traffic could be sent through the edge")
+    if before.failed:
+        return CheckResult(False, FAILOVER_EXPECTED, f"{before.failed} of {before.requests} requests failed before "
+                           f"anything was killed{_first_error(before)}: is the lab healthy? (lab.restore())")
+    counts = cluster_counts(before)
+    if counts.get(OTHER) or not counts.get(HOME):
+        why = describe_rules(rules) if rules is not None else ""
+        return CheckResult(False, FAILOVER_EXPECTED, f"before anything failed, reviews answered from {_split(counts)}: "
+                           "calls do not stay in cluster-1" + (f"; {why}" if why else ""))
+    return None
+
+
+def judge_failover(before, failover: Failover | None = None, during=None, back: tuple[float, Any] | None = None,
+                   rules: Iterable[Mapping] | None = None) -> CheckResult:
+    """`before`: traffic with everything healthy; `failover`: the load across the kill of cluster-1's reviews;
+    `during`: traffic after the switch; `back`: (seconds, traffic) after restore(), or None if it never came back;
+    `rules`: the DestinationRules stored (for the messages only)."""
+    not_local = judge_local(before, rules)
+    if not_local is not None:
+        return not_local
+    counts = cluster_counts(before)
+    text = f"before: reviews answered {counts[HOME]}/{sum(counts.values())} from {HOME}"
+    if failover is None:
+        return CheckResult(False, FAILOVER_EXPECTED, f"{text}; the failover was not measured")
+    killed = f"killed {', '.join(failover.killed)} under load"
+    if failover.switch_s is None:
+        return CheckResult(False, FAILOVER_EXPECTED, f"{text}\n{killed}: {failover.failed} of {failover.requests} "
+                           f"requests failed, and reviews never answered from {OTHER} within {SWITCH_TIMEOUT_S:g} s"
+                           f"{_first_error(failover)}. Does a `distribute` rule keep every call in region-1, or a "
+                           "`failover` send region-1 elsewhere than region-2?")
+    switched = (f"{killed}: {failover.failed} of {failover.requests} requests failed; {OTHER} answered reviews "
+                f"{failover.switch_s:.1f} s after the first kill")
+    if failover.failed > MAX_FAILED:
+        return CheckResult(False, FAILOVER_EXPECTED, f"{text}\n{switched}: more than {MAX_FAILED} failed. Each failed "
+                           "request met a dead pod that was not ejected yet", hints=[
+                               "Eject a dead pod at its first error (consecutive5xxErrors: 1, interval: 1s) and let "
+                               "every local pod be ejected (maxEjectionPercent: 100: Envoy's default ejects at most "
+                               "10% of the pods, and never less than one, at a time)."])
+    later = cluster_counts(during) if during is not None else Counter()
+    if during is None or during.failed or later.get(HOME) or not later.get(OTHER):
+        what = (f"{during.failed} of {during.requests} failed{_first_error(during)}; reviews from {_split(later)}"
+                if during is not None else "no traffic")
+        return CheckResult(False, FAILOVER_EXPECTED, f"{text}\n{switched}\nthen, with cluster-1's reviews still down: "
+                           f"{what}")
+    text += f"\n{switched}\nthen: {later[OTHER]}/{during.requests} from {OTHER}, 0 failed"
+    if back is None:
+        return CheckResult(False, FAILOVER_EXPECTED, f"{text}\nafter restore(), reviews did not come back to {HOME} "
+                           f"within {BACK_TIMEOUT_S:g} s")
+    seconds, home = back
+    return CheckResult(True, FAILOVER_EXPECTED, f"{text}\nafter restore(): back in {HOME} {seconds:.1f} s later "
+                       f"({cluster_counts(home)[HOME]}/{home.requests}, 0 failed)")
+
+
+def _split(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{c} {n}" for c, n in sorted(counts.items())) or "nowhere"
+
+
+def measure_failover(lab) -> Failover:
+    """Kill every reviews pod of cluster-1 while load runs; watch the traces until cluster-2 answers reviews (and a
+    little longer), or give up after SWITCH_TIMEOUT_S. The pods stay down until restore()."""
+    local = [p.name for p in lab.pods() if p.service == "reviews" and getattr(p, "cluster", "") == HOME
+             and getattr(p, "phase", "Running") == "Running"]
+    out = Failover(killed=local)
+    with background(lab.url, concurrency=LOAD) as load:
+        time.sleep(WARMUP_S)  # the load runs, everything local
+        start = load.snapshot()
+        begin = time.monotonic()
+        for name in local:
+            lab.kill(pod=name)
+        failed = start.failed
+        while True:
+            now = time.monotonic() - begin
+            seen = load.snapshot()
+            if seen.failed > failed:
+                failed, out.last_failure_s = seen.failed, now
+            if out.switch_s is None and cluster_counts(seen).get(OTHER, 0) > cluster_counts(start).get(OTHER, 0):
+                out.switch_s = now
+            if (out.switch_s is not None and now >= out.switch_s + SETTLE_S) or now >= SWITCH_TIMEOUT_S:
+                break
+            time.sleep(POLL_S)
+    final = load.result()
+    out.requests, out.failed, out.errors = final.requests - start.requests, final.failed - start.failed, final.errors
+    return out
+
+
+def come_back(lab) -> tuple[float, Any] | None:
+    """restore(), then (seconds until a batch of requests has reviews all in cluster-1 again with none failed,
+    that batch), or None after BACK_TIMEOUT_S."""
+    begin = time.monotonic()
+    lab.restore()
+    while time.monotonic() - begin < BACK_TIMEOUT_S:
+        result = lab.traffic(n=50, concurrency=4, progress=False)
+        counts = cluster_counts(result)
+        if not result.failed and counts.get(HOME) and not counts.get(OTHER):
+            return time.monotonic() - begin, result
+        time.sleep(POLL_S)
+    return None
+
+
+def stored_rules(lab) -> list[dict] | None:
+    """The DestinationRules stored in cluster-1 (None when the backend cannot list them)."""
+    try:
+        return list(lab.backend.objects("DestinationRule"))
+    except Exception:
+        return None
+
+
+@exercise(LAB, "locality-failover", hints=[
+    "One DestinationRule for host reviews, applied to both clusters: a trafficPolicy with a loadBalancer that has a "
+    "localityLbSetting, and outlierDetection (without it, Istio ignores locality settings).",
+    "localityLbSetting: {enabled: true, failover: [{from: region-1, to: region-2}]}; outlierDetection must eject a "
+    "dead pod at once and may eject them all: consecutive5xxErrors 1, a short interval, maxEjectionPercent 100.",
+    "spec: {host: reviews, trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true, failover: [{from: "
+    "region-1, to: region-2}]}}, outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, "
+    "maxEjectionPercent: 100}}}",
+])
+def locality_failover(lab) -> CheckResult:
+    """Traffic (local?), then the kill of cluster-1's reviews under load, traffic again, restore and the way home."""
+    problems = wait_healthy(lab, timeout=RECOVER_S)
+    if problems:
+        return CheckResult(False, FAILOVER_EXPECTED, f"the lab is not healthy: {'; '.join(problems[:4])}. Run "
+                           "lab.restore() and wait_healthy(lab)")
+    before = lab.traffic(n=100, concurrency=4, progress=False)
+    not_local = judge_local(before, stored_rules(lab))
+    if not_local is not None:
+        return not_local  # not local to begin with: nothing to kill
+    try:
+        failover = measure_failover(lab)
+        during = lab.traffic(n=50, concurrency=4, progress=False) if failover.switch_s is not None else None
+    finally:
+        back = come_back(lab)
+    return judge_failover(before, failover, during, back)
