@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cpfakes import ads_bootstrap
 from cryptography import x509
 
 from meshlab.controlplane import ads, ca, cache
@@ -91,21 +92,7 @@ def config(version: str, ports: dict, body_header: str, broken: bool = False) ->
 
 def bootstrap(xds_port: int, admin_port: int) -> dict:
     """An Envoy bootstrap that takes everything over ADS from the server under test."""
-    return {
-        "node": {"id": NODE, "cluster": "web.shop"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "dynamic_resources": {
-            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
-                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
-            "cds_config": ADS_SOURCE, "lds_config": ADS_SOURCE},
-        "static_resources": {"clusters": [{
-            "name": "xds", "type": "STATIC", "connect_timeout": "1s",
-            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}}},
-            "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": xds_port}}}}]}]}}]},
-    }
+    return ads_bootstrap(NODE, "web.shop", xds_port, admin_port)
 
 
 class Backend(http.server.BaseHTTPRequestHandler):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cpfakes import FakeSupervisor, abstract_name
+from cpfakes import ads_bootstrap, FakeSupervisor, abstract_name
 from meshlab.envoy import binary
 
 pytestmark = pytest.mark.integration
@@ -64,21 +64,8 @@ class App(http.server.BaseHTTPRequestHandler):
 
 
 def bootstrap(xds_port: int, admin_port: int) -> dict:
-    source = {"ads": {}, "resource_api_version": "V3"}
-    return {
-        "node": {"id": NODE, "cluster": "reviews.default"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
-                                             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
-                              "cds_config": source, "lds_config": source},
-        "static_resources": {"clusters": [{
-            "name": "xds", "type": "STATIC", "connect_timeout": "1s",
-            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}}},
-            "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": xds_port}}}}]}]}}]},
-    }
+    """An Envoy bootstrap that takes everything over ADS from the server under test."""
+    return ads_bootstrap(NODE, "reviews.default", xds_port, admin_port)
 
 
 def wait_for(what, predicate, timeout: float = 20.0):
