@@ -1,5 +1,5 @@
 """The `meshlab` command: doctor, up, down, status, apply, traffic, kill, restore, blast-radius, proxy-status, restart,
-call, manifests, lab, progress, reset."""
+call, manifests, lab, progress, reset, class."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ EXIT_USAGE = 2
 def _lab(args, owned: bool = False):
     from .lab import Lab
 
-    return Lab(args.lab, backend=getattr(args, "backend", "local"), owned=owned)
+    learner = getattr(args, "learner", None)
+    backend = getattr(args, "backend", "local")
+    # a CLI lab outlives the command: its kind/kube port-forwards must too, until `meshlab down` (cluster.py)
+    detached = {"detached": True} if backend in ("kind", "kube") and not owned else {}
+    return Lab(args.lab, backend=backend, owned=owned, **({"learner": learner} if learner else {}), **detached)
 
 
 def cmd_doctor(args) -> int:
@@ -46,10 +50,16 @@ def cmd_up(args) -> int:
 
 def cmd_down(args) -> int:
     if args.all:
+        from .backends import kindclean
         from .backends.local import down_all
 
         names = down_all()
         print(f"removed {len(names)} lab(s){': ' + ', '.join(names) if names else ''}")
+        kind = kindclean.down_all()  # meshlab's kind clusters, checked by marker or node label
+        if kind.checked:
+            print(f"removed {len(kind.removed)} kind cluster(s){': ' + ', '.join(kind.removed) if kind.removed else ''}")
+        for cluster, why in kind.left:
+            print(f"left kind cluster {cluster}: {why}")
         return 0
     _lab(args).down()
     print(f"lab {args.lab} is down")
@@ -166,6 +176,24 @@ def cmd_reset(args) -> int:
     return 0
 
 
+def cmd_class_setup(args) -> int:
+    """The instructor's bundle for a class on a shared cluster (docs/classroom.md)."""
+    from . import manifests
+    from .backends import classroom, kube
+
+    learners = classroom.parse_learners(manifests.read_file(args.learners), args.learners)
+    kube.class_setup(args.context, learners, args.labs or classroom.COURSE_LABS,
+                     None if args.no_istio else args.istio_namespace, args.pod_security, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_class_teardown(args) -> int:
+    from .backends import kube
+
+    kube.class_teardown(args.context, dry_run=args.dry_run)
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Argument errors in one line with a hint, not the whole usage text."""
 
@@ -183,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
         if backend:
             sp.add_argument("--backend", choices=["local", "kind", "kube"], default=os.environ.get("MESHLAB_BACKEND", "local"),
                             help="default: $MESHLAB_BACKEND, else local")
+            sp.add_argument("--learner", default=None,
+                            help="kube: your name on a shared cluster (default: $MESHLAB_LEARNER, else your user name)")
 
     sub.add_parser("doctor", help="check what each backend needs").set_defaults(func=cmd_doctor)
     sp = sub.add_parser("up", help="start a lab at a stage")
@@ -194,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_up)
     sp = sub.add_parser("down", help="remove a lab (works after a crash)")
     lab_args(sp, backend=True)
-    sp.add_argument("--all", action="store_true", help="every local lab")
+    sp.add_argument("--all", action="store_true", help="every local lab and every kind cluster meshlab made")
     sp.set_defaults(func=cmd_down)
     sp = sub.add_parser("status", help="nodes, pods and proxies")
     lab_args(sp, backend=True)
@@ -266,6 +296,22 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--notebook", action="store_true",
                     help="also rewrite the lab notebook from the course (your copy is kept in labs/.backups/)")
     sp.set_defaults(func=cmd_reset)
+    sp = sub.add_parser("class", help="instructors: set up or tear down a class on a shared cluster (kube)")
+    csub = sp.add_subparsers(dest="class_command", required=True, metavar="ACTION", parser_class=OneLineParser)
+    sp = csub.add_parser("setup", help="namespaces, roles and bindings so learners need only namespace rights")
+    sp.add_argument("--context", help="kubeconfig context of the class's cluster (not needed with --dry-run)")
+    sp.add_argument("--learners", required=True, metavar="FILE", help="one learner per line: NAME, or NAME USER")
+    sp.add_argument("--labs", nargs="+", metavar="LAB", help="lab names (default: every lab of the course)")
+    sp.add_argument("--istio-namespace", default="istio-system", help="where the cluster's istiod runs (stage 5)")
+    sp.add_argument("--no-istio", action="store_true", help="no stage 5: leave Istio's namespace alone")
+    sp.add_argument("--pod-security", choices=["baseline", "privileged"], default="baseline",
+                    help="Pod Security level enforced in the lab namespaces (default: baseline)")
+    sp.add_argument("--dry-run", action="store_true", help="print the YAML, apply nothing")
+    sp.set_defaults(func=cmd_class_setup)
+    sp = csub.add_parser("teardown", help="delete everything class setup made, learners' work included")
+    sp.add_argument("--context", required=True, help="kubeconfig context of the class's cluster")
+    sp.add_argument("--dry-run", action="store_true", help="print the kubectl commands, run nothing")
+    sp.set_defaults(func=cmd_class_teardown)
     return p
 
 

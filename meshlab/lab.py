@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-from . import interrupts, manifests, settle, stages
+from . import applied, interrupts, manifests, settle, stages
 from .backends.base import Backend, MeshlabError
 
 
-def make_backend(name: str, lab: str, owned: bool = True, **options) -> Backend:
-    """The backend called `name` for lab `lab`."""
+FLEET_OPTIONS = ("runner", "progress")  # what a kind fleet passes on to its member clusters
+
+
+def make_backend(name: str, lab: str, owned: bool = True, clusters: bool | None = None, **options) -> Backend:
+    """The backend called `name` for lab `lab`: with clusters=True a fleet of clusters (stage 6), with False one
+    cluster, with None whichever the lab is on disk (so `meshlab status|down --lab` finds a fleet)."""
+    if name != "kube":
+        options.pop("learner", None)  # learner= names a namespace of one's own on a shared cluster: kube only
     if name == "local":
         from .backends.local import LocalBackend
         from .fleet import Fleet, is_fleet
 
-        return Fleet(lab, owned=owned) if is_fleet(lab) else LocalBackend(lab, owned=owned)
+        fleet = is_fleet(lab) if clusters is None else clusters
+        return Fleet(lab, owned=owned) if fleet else LocalBackend(lab, owned=owned)
     if name == "kind":
         from .backends.kind import KindBackend
+        from .kindfleet import KindFleet, is_kind_fleet
 
+        fleet = is_kind_fleet(lab) if clusters is None else clusters
+        if fleet:
+            return KindFleet(lab, **{k: v for k, v in options.items() if k in FLEET_OPTIONS})
         return KindBackend(lab, **options)
     if name == "kube":
         from .backends.kube import KubeBackend
 
+        if clusters:
+            raise MeshlabError("stage 6 (multicluster) needs two clusters, and the kube backend runs a lab in one "
+                               "namespace of one existing cluster",
+                               "use --backend kind (two kind clusters on this machine) or the local backend; "
+                               "see docs/multicluster.md, 'On kind'")
         return KubeBackend(lab, **options)
     raise MeshlabError(f"unknown backend {name!r}", "choose local, kind or kube")
 
@@ -39,18 +56,25 @@ class Lab:
         self.last_traffic = None
 
     # ---- lifecycle -----------------------------------------------------------------------
-    def up(self, stage=0, wait: float = 90.0, quiet: bool = False, **options) -> "Lab":
+    def up(self, stage=0, wait: float = 90.0, quiet: bool = False, keep: bool = False, **options) -> "Lab":
         """Start the cluster(s) and deploy a stage (stage 5: `injection=False` starts with no service in the mesh;
-        stage 6: two clusters); tears down again if interrupted half-way."""
+        stage 6: two clusters); tears down again if interrupted half-way. On a running lab it converges to the
+        stage's starting state: the earlier stage's objects that this one lacks are deleted, and so is every object
+        applied with lab.apply unless `keep=True`; up returns once their pods are gone (docs/internals.md)."""
         number = stages.number(stage)
         stages.documents(number, **options)  # bad options fail before anything starts
         self._fit_backend(number)
         running = getattr(self.backend, "running", lambda: False)()
+        fresh = hasattr(self.backend, "running") and not running  # else (kind, kube) it may hold an earlier stage
         try:
             self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
             if stages.needs_mesh(number):
                 self.backend.install_mesh()  # the control plane first: injected sidecars get their config from it
-            self._apply_stage(number, options)
+            before = applied.recorded(self.backend)
+            if before is None and fresh:
+                before = {"stage": [], "learner": []}  # a cluster just made holds nothing yet
+            docs = self._apply_stage(number, options)
+            self._prune(before, docs, keep, wait)
             self.backend.wait_ready(timeout=wait)
             if running:
                 self.backend.restore()  # up() means the stage's starting state: no faults left from before
@@ -65,27 +89,41 @@ class Lab:
             print(f"lab {self.name}: stage {number} ({stages.info.get(number).title}) is up at {self.url}")
         return self
 
+    def _prune(self, before: dict | None, docs: list[dict], keep: bool, wait: float) -> None:
+        """Delete what `before` recorded that the stage just applied (`docs`) does not have; wait until the
+        deleted workloads' pods are gone; record the stage's objects and the learner's that stay."""
+        gone, kept = applied.plan(before, docs, keep)
+        if gone:
+            self.backend.delete(gone)
+            deadline = time.monotonic() + wait
+            while any(p.phase == "Terminating" for p in self.backend.pods()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self.backend.remember(**{applied.FACT: {"stage": applied.idents(docs), "learner": kept}})
+
     def _fit_backend(self, number: int) -> None:
-        """Locally a multi-cluster stage runs on a fleet of runtimes (meshlab/fleet.py), every other stage on one."""
-        if self.backend_name != "local":
-            return
-        from .backends.local import LocalBackend
-        from .fleet import Fleet
-
+        """A multi-cluster stage runs on a fleet of clusters (local runtimes: meshlab/fleet.py; kind clusters:
+        meshlab/kindfleet.py), every other stage on one; kube refuses stage 6 before anything changes."""
         wanted = stages.is_multicluster(number)
-        if wanted != isinstance(self.backend, Fleet):
-            self.backend.down()  # the other shape of this lab, if it runs
-            self.backend = Fleet(self.name, self.owned) if wanted else LocalBackend(self.name, owned=self.owned)
-
-    def _apply_stage(self, number: int, options: dict) -> None:
-        """A stage's objects; with several clusters, each cluster's share of them (placement)."""
-        if not self.clusters():
-            self._apply_docs(stages.documents(number, **options), f"stage {number}")
+        if wanted == bool(self.clusters()):
             return
+        options = {k: getattr(self.backend, k) for k in FLEET_OPTIONS if hasattr(self.backend, k)}  # kind's runner
+        shaped = make_backend(self.backend_name, self.name, self.owned, clusters=wanted, **options)
+        self.backend.down()  # the other shape of this lab, if it runs
+        self.backend = shaped
+
+    def _apply_stage(self, number: int, options: dict) -> list[dict]:
+        """A stage's objects; with several clusters, each cluster's share of them (placement). Returns them all."""
+        if not self.clusters():
+            docs = stages.documents(number, **options)
+            self._apply_docs(docs, f"stage {number}")
+            return docs
         known = getattr(self.backend, "stage_options", dict)()  # e.g. where the legacy service outside runs
+        every = []
         for cluster in self.clusters():
             docs = stages.documents(number, **{"cluster": cluster, **known, **options})
             self._apply_docs(docs, f"stage {number} ({cluster})", cluster=cluster)
+            every += docs
+        return every
 
     def clusters(self) -> list[str]:
         """The names of the lab's clusters (stage 6: cluster-1, cluster-2); [] for a lab of one cluster."""
@@ -111,6 +149,7 @@ class Lab:
         MeshlabError and changes nothing."""
         docs = manifests.load(yaml_text, source)
         refs = self._apply_docs(docs, source, cluster)
+        applied.add_learner(self.backend, docs)  # the learner's own: up(stage=...) removes them unless keep=True
         if wait:
             self.backend.wait_ready(timeout=wait)
             settle.wait_edge_config(self)  # an Ingress change is served when apply returns
@@ -131,7 +170,10 @@ class Lab:
 
     def delete(self, yaml_text: str, source: str = "<cell>") -> list[str]:
         """Delete the objects named in YAML."""
-        return self.backend.delete(manifests.load(yaml_text, source))
+        docs = manifests.load(yaml_text, source)
+        refs = self.backend.delete(docs)
+        applied.forget(self.backend, docs)
+        return refs
 
     def manifests(self, stage=None) -> str:
         """The YAML of a stage (default: the one that is up)."""
@@ -201,9 +243,18 @@ class Lab:
         """Make a service's pods (or one pod) fail a share of requests and/or answer slower."""
         return self.backend.inject(service, errors=errors, latency_ms=latency_ms, pod=pod)
 
-    def restore(self) -> None:
-        """Undo every kill and injected fault."""
+    def restore(self, wait: float = 60.0) -> None:
+        """Undo every kill and injected fault; returns once the lab serves again (pods ready, proxies settled, as
+        after up), at once when nothing was down."""
+        down = any(not n.ready for n in self.nodes()) or any(not p.ready for p in self.pods())
         self.backend.restore()
+        if not down:
+            return  # only faults were injected: cleared as restore returned
+        try:
+            self.backend.wait_ready(timeout=wait)
+            settle.settle(self)
+        except MeshlabError:
+            pass  # a pod that cannot get ready (a broken change) or a lab with no entry shows in lab.status(), not here
 
     def blast_radius(self, kill: dict, n: int = 200, concurrency: int = 4):
         """Traffic, kill (dict(proxy='router') | dict(node='node-2') | dict(pod=...)), traffic, restore:

@@ -78,19 +78,23 @@ def proxy_status(lab) -> ProxyStatusTable:
 class Convergence:
     """How long one change took to reach every affected sidecar: admission (schema, translation and Envoy's own
     validation, before anything is stored), then from the stored object to the last sidecar's ACK (the control
-    plane's ACK times, checked against each Envoy's admin config_dump): Istio's convergence time."""
+    plane's ACK times, checked against each Envoy's admin config_dump): Istio's convergence time. In a lab of several
+    clusters each is measured from its own stored change to its own last ACK; `seconds` is the slowest cluster's."""
 
     seconds: float
-    proxies: dict[str, float] = field(default_factory=dict)  # pod -> ms from the stored change to its ACK
+    proxies: dict[str, float] = field(default_factory=dict)  # pod (cluster/pod in a fleet) -> ms from stored to ACK
     version: dict[str, str] = field(default_factory=dict)
     unchanged: int = 0
     admission: float = 0.0
+    clusters: dict[str, float] = field(default_factory=dict)  # cluster -> seconds (empty for one cluster)
 
     def __repr__(self) -> str:
         if not self.proxies:
             return f"no sidecar's config changed ({self.unchanged} unchanged)"
+        where = "; ".join(f"{c} {s * 1000:.0f} ms" for c, s in self.clusters.items())
         return (f"{len(self.proxies)} sidecars changed: admitted in {self.admission * 1000:.0f} ms, then every one "
-                f"ACKed and serving {self.seconds * 1000:.0f} ms after it was stored ({self.unchanged} unchanged)")
+                f"ACKed and serving {self.seconds * 1000:.0f} ms after it was stored ({self.unchanged} unchanged)"
+                + (f"; by cluster: {where}" if where else ""))
 
     __str__ = __repr__
 
@@ -125,42 +129,76 @@ def _wait_one(backend, deadline: float, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _versions(sync: dict) -> dict[str, dict]:
-    return {e["pod"]: e for e in sync.get("proxies", []) if e.get("connected")}
+def _versions(sync: dict, cluster: str = "") -> dict[str, dict]:
+    return {e["pod"]: ({**e, "cluster": cluster} if cluster else e) for e in sync.get("proxies", []) if e.get("connected")}
 
 
-def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 15.0) -> Convergence:
-    """Apply YAML; wait until every sidecar whose config changed ACKed it and its Envoy serves that version."""
-    backend = lab.backend
-    before = _versions(backend.proxy_status())
+def measured_clusters(lab, cluster: str | None = None) -> list[tuple[str, object]]:
+    """(cluster, its own backend) to measure: each cluster of a fleet (or the one named), else ('', the backend)."""
+    names = list(getattr(lab, "clusters", list)())
+    if not names:
+        if cluster:
+            raise MeshlabError(f"convergence: this lab has one cluster, not {cluster!r}", "leave cluster= out")
+        return [("", lab.backend)]
+    return [(name, lab.backend.member(name)) for name in ([cluster] if cluster else names)]
+
+
+def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 15.0,
+                cluster: str | None = None) -> Convergence:
+    """Apply YAML (to every cluster of a fleet, or to `cluster`); wait until every sidecar whose config changed ACKed
+    it and its Envoy serves that version. Each cluster counts its own revisions, so each is timed on its own."""
+    parts = measured_clusters(lab, cluster)
+    before = {name: _versions(part.proxy_status(), name) for name, part in parts}
     started = time.time()
-    lab.apply(yaml_text, source, wait=0)
+    lab.apply(yaml_text, source, wait=0, **({"cluster": cluster} if cluster else {}))
     admitted = time.time()
-    revision, stored_at = backend.revision(), backend.revision_time()
+    marks = {name: (part.revision(), part.revision_time()) for name, part in parts}
     deadline = time.monotonic() + timeout
-    while True:
-        sync = backend.proxy_status()
-        now = _versions(sync)
-        built = sync.get("built_revision", 0) >= revision
-        changed = {pod: e for pod, e in now.items() if before.get(pod, {}).get("version") != e.get("version")}
-        pending = [pod for pod, e in changed.items() if e.get("acked") != e.get("version")]
-        if built and not pending and _serving(lab, changed):
+    done: dict[str, tuple[dict, dict]] = {}
+    while len(done) < len(parts):
+        waiting = []
+        for name, part in parts:
+            if name in done:
+                continue
+            sync = part.proxy_status()
+            now = _versions(sync, name)
+            built = sync.get("built_revision", 0) >= marks[name][0]
+            changed = {pod: e for pod, e in now.items() if before[name].get(pod, {}).get("version") != e.get("version")}
+            pending = [pod for pod, e in changed.items() if e.get("acked") != e.get("version")]
+            if built and not pending and _serving(lab, changed):
+                done[name] = (now, changed)
+                continue
+            where = f" of {name}" if name else ""
+            if not built:
+                waiting.append(f"the control plane{where} still building")
+            waiting += [f"{pod} ({name})" if name else pod for pod in pending] or \
+                ([f"the Envoys{where} not serving the ACKed version yet"] if built else [])
+        if len(done) == len(parts):
             break
         if time.monotonic() > deadline:
-            raise MeshlabError(f"sidecars did not converge within {timeout:.0f}s: "
-                               f"{', '.join(pending) or 'control plane still building'}",
+            raise MeshlabError(f"sidecars did not converge within {timeout:.0f}s: {', '.join(waiting)}",
                                "see lab.proxy_status() for STALE proxies and their errors")
         time.sleep(0.01)
-    times = {pod: max(0.0, (e.get("acked_at") or stored_at) - stored_at) * 1000 for pod, e in changed.items()}
-    return Convergence(max(times.values(), default=0.0) / 1000, times, {p: e["version"] for p, e in changed.items()},
-                       len(now) - len(changed), admitted - started)
+    times, versions, unchanged, per_cluster = {}, {}, 0, {}
+    for name, _ in parts:
+        now, changed = done[name]
+        stored_at = marks[name][1]
+        mine = {pod: max(0.0, (e.get("acked_at") or stored_at) - stored_at) * 1000 for pod, e in changed.items()}
+        key = (lambda pod: f"{name}/{pod}") if name else (lambda pod: pod)
+        times.update({key(pod): ms for pod, ms in mine.items()})
+        versions.update({key(pod): e["version"] for pod, e in changed.items()})
+        unchanged += len(now) - len(changed)
+        if name:
+            per_cluster[name] = max(mine.values(), default=0.0) / 1000
+    return Convergence(max(times.values(), default=0.0) / 1000, times, versions, unchanged, admitted - started,
+                       per_cluster)
 
 
 def _serving(lab, changed: dict) -> bool:
     """Each changed proxy's Envoy reports the new version in its admin API (the cross-check)."""
-    admins = {p.pod: p.admin_url for p in lab.proxies() if p.role == "sidecar"}
+    admins = {(p.cluster or "", p.pod): p.admin_url for p in lab.proxies() if p.role == "sidecar"}
     for pod, entry in changed.items():
-        url = admins.get(pod)
+        url = admins.get((entry.get("cluster", ""), pod))
         if url and entry["version"] not in envoy_versions(url):
             return False
     return True

@@ -7,15 +7,18 @@ import os
 import platform
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
-from . import traefik
+from . import configreload, traefik
+from ..envoy import binary, configcheck
+from .adminforward import AdminGateway
 from .base import Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo
 from .clustermesh import MeshOperations
 from .state import StateFile
-from .kubectl import (Kubectl, Runner, app_container, check, is_control_plane, lab_objects, labels, node_info, not_found,
-                      pod_info, proxy_container, proxy_info, proxy_name, ref)
+from .kubectl import (Kubectl, Runner, admin_port, app_container, check, is_control_plane, lab_objects, labels, node_info,
+                      not_found, pod_info, proxy_container, proxy_info, proxy_name, ref)
 
 OWNED_LABEL = "meshlab.io/owned"
 FAULT_PATH = "/_meshlab/fault"
@@ -59,6 +62,31 @@ def port_open(port: int, wait: float = 0.0) -> bool:
             time.sleep(0.2)
 
 
+def forward_running(pid: int) -> bool:
+    """Whether a port-forward this backend started still runs (on Linux: that pid is still a kubectl port-forward)."""
+    if Path("/proc/self").exists():
+        try:
+            return b"port-forward" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def forward_ready(pid: int, port: int, wait: float) -> bool:
+    """Wait up to `wait` seconds for a new port-forward to listen on 127.0.0.1:port; False at once if it exits
+    (e.g. its pod is not running)."""
+    deadline = time.monotonic() + wait
+    while True:
+        if port_open(port, wait=min(0.5, max(0.0, deadline - time.monotonic()))):
+            return True
+        if time.monotonic() >= deadline or not forward_running(pid):
+            return False
+
+
 def stop_process(pid: int) -> None:
     """SIGTERM a helper this backend started; on Linux only if that pid is still a kubectl port-forward."""
     if Path("/proc/self").exists():
@@ -79,6 +107,18 @@ def current_context(runner: Runner) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+class SharedState(StateFile):
+    """The lab's state file, updated by one thread at a time (the admin gateway's thread records forwards too)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.lock = threading.RLock()
+
+    def update(self, **changes) -> dict:
+        with self.lock:
+            return super().update(**changes)
+
+
 # ---- what kind and kube share ---------------------------------------------------------------------
 
 
@@ -88,21 +128,51 @@ class ClusterBackend(MeshOperations, Backend):
     pin_namespace = True  # pass -n on apply/delete (kube); kind lets each object say where it goes
     all_namespaces = False  # list pods cluster-wide (kind) or in the lab namespace (kube)
 
-    def __init__(self, kubectl: Kubectl, namespace: str, edge_namespace: str, state_path: Path, progress=None):
+    def __init__(self, kubectl: Kubectl, namespace: str, edge_namespace: str, state_path: Path, progress=None,
+                 detached: bool = False):
         self.kubectl, self.runner = kubectl, kubectl.runner
         self.namespace, self.edge_namespace = namespace, edge_namespace
-        self.state = StateFile(state_path)
+        self.state = SharedState(state_path)
         self.progress = progress or (lambda message: print(message, flush=True))
         self.cluster = ""
+        # detached: a CLI lab, whose port-forwards must outlive the command that started them (`meshlab down` ends them)
+        self.detached = detached
+        self.admin = AdminGateway(self.admin_forward, self.drop_admin_forward)
+        self._forward_locks: dict[str, threading.Lock] = {}
 
     def say(self, message: str) -> None:
         self.progress(f"[{self.name}] {message}")
 
     # ---- objects ---------------------------------------------------------------------------------
     def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
-        """`kubectl apply -f -` of the docs, byte for byte."""
-        self.kubectl.apply(docs, namespace="" if self.pin_namespace else None)
+        """`kubectl apply -f -` of the docs, byte for byte, once Envoy accepts the configs they change; a changed
+        ConfigMap is then read by the proxies that mount it before this returns (configreload.py)."""
+        live = self.live_objects() if configcheck.relevant(docs) else []  # one look, for the check and the reload
+        self.check_envoy(docs, source, live)
+        reload = configreload.Reload(self, docs, live)
+        output = self.kubectl.apply(docs, namespace="" if self.pin_namespace else None)
+        reload.finish(output)
         return [ref(d) for d in docs]
+
+    def live_objects(self) -> list[dict]:
+        """The lab's workloads, ConfigMaps and pods as the cluster has them now (one `kubectl get`)."""
+        return [o for o in lab_objects(self.kubectl.items("deployments,daemonsets,configmaps,pods",
+                                                          all_namespaces=self.all_namespaces))
+                if o.get("kind") and o.get("metadata")]
+
+    def check_envoy(self, docs: list[dict], source: str, live: list[dict]) -> None:
+        """`envoy --mode validate` of every Envoy config these docs change, as the pods would read it, over the
+        `live` objects (meshlab/envoy/configcheck.py, as the local backend does): a bad one raises, nothing applied."""
+        if not configcheck.relevant(docs):
+            return
+        try:
+            binary.find()
+        except MeshlabError as exc:
+            self.say(f"note: Envoy configs are not checked before they reach the cluster ({exc.message}); "
+                     "a proxy that rejects one logs why (lab.logs())")
+            return
+        objects = {configcheck.key(o, self.namespace): o for o in live if o["kind"] != "Pod"}
+        configcheck.check_now(objects, docs, source, namespace=self.namespace)
 
     def delete(self, docs: list[dict]) -> list[str]:
         """`kubectl delete -f -` of the docs."""
@@ -152,8 +222,36 @@ class ClusterBackend(MeshOperations, Backend):
         return [node_info(n, self.cluster) for n in items]
 
     def proxies(self) -> list[ProxyInfo]:
-        killed = self.killed()
-        return [info for p in self.pod_objects() if (info := proxy_info(p, self.cluster, killed))]
+        """Every proxy, its admin_url served by this process's admin gateway (adminforward.py): listing them
+        starts no port-forward; forwards of pods that are gone are stopped. A CLI lab (detached) shows the URL of
+        a pod's own running forward instead, which outlives the command that prints it."""
+        killed, found, keys = self.killed(), [], set()
+        direct = self.running_admin_forwards() if self.detached else {}
+        for pod in self.pod_objects():
+            info = proxy_info(pod, self.cluster, killed)
+            if info:
+                key = f"{pod['metadata'].get('namespace') or self.namespace}/{info.pod}"
+                url = self.admin_url(pod)
+                info.admin_url = direct.get(key, url) if url else ""
+                found.append(info)
+                keys.add(key)
+        self.prune_admin_forwards(keys)
+        return found
+
+    def running_admin_forwards(self) -> dict[str, str]:
+        """namespace/pod -> http://127.0.0.1:<port> of each detached admin port-forward that still runs."""
+        return {key: f"http://127.0.0.1:{known['port']}" for key, known in self.state.read().get("admin_forwards", {}).items()
+                if known.get("detached") and forward_running(known["pid"])}
+
+    def admin_url(self, pod: dict) -> str:
+        """The Envoy admin URL of a proxy pod ("" for a proxy without one, such as Traefik)."""
+        port = admin_port(pod)
+        meta = pod["metadata"]
+        return self.admin.url(meta.get("namespace") or self.namespace, meta["name"], port) if port else ""
+
+    def capabilities(self) -> set[str]:
+        """Stage-5 operations (MeshOperations) and every proxy's admin API (through port-forwards)."""
+        return super().capabilities() | {"admin"}
 
     def entrypoint(self) -> str:
         """The edge when the lab has an Ingress, else the frontend Service (through a port-forward)."""
@@ -171,28 +269,66 @@ class ClusterBackend(MeshOperations, Backend):
 
     def forward(self, namespace: str, service: str, port: int) -> str:
         """http://127.0.0.1:<local> served by a `kubectl port-forward` to the Service, reused while it lives."""
-        forwards = self.state.read().get("forwards", {})
-        key = f"{namespace}/{service}:{port}"
-        known = forwards.get(key)
-        if known and port_open(known["port"]):
-            return f"http://127.0.0.1:{known['port']}"
-        local = free_port()
-        self.state.path.parent.mkdir(parents=True, exist_ok=True)
-        argv = self.kubectl.argv("port-forward", "--address", "127.0.0.1", f"service/{service}", f"{local}:{port}",
-                                 namespace=namespace)
-        pid = self.runner.spawn(argv, self.state.path.with_suffix(".port-forward.log"))
-        forwards[key] = {"pid": pid, "port": local}
-        self.state.update(forwards=forwards)
-        if not port_open(local, wait=15):
-            raise MeshlabError(f"kubectl port-forward to service/{service} did not start",
-                               f"see {self.state.path.with_suffix('.port-forward.log')}")
+        local = self.port_forward("forwards", f"{namespace}/{service}:{port}", f"service/{service}", port, namespace)
         return f"http://127.0.0.1:{local}"
 
-    def stop_forwards(self) -> None:
-        for known in self.state.read().get("forwards", {}).values():
+    def admin_forward(self, namespace: str, pod: str, port: int) -> int:
+        """The local port of a `kubectl port-forward` to a pod's Envoy admin (the admin gateway calls this)."""
+        return self.port_forward("admin_forwards", f"{namespace}/{pod}", f"pod/{pod}", port, namespace)
+
+    def port_forward(self, section: str, key: str, target: str, port: int, namespace: str) -> int:
+        """A running `kubectl port-forward TARGET <local>:PORT` on 127.0.0.1, recorded in the state under
+        section/key (pid, port, and whether it is detached): the recorded one while it answers, else a new one.
+        A CLI lab (detached) starts forwards that outlive it and reuses only such ones."""
+        with self._forward_locks.setdefault(f"{section}/{key}", threading.Lock()):
+            known = self.state.read().get(section, {}).get(key)
+            if known and (known.get("detached") or not self.detached) and port_open(known["port"]):
+                return known["port"]
+            local = free_port()
+            self.state.path.parent.mkdir(parents=True, exist_ok=True)
+            log = self.state.path.with_suffix(".port-forward.log")
+            argv = self.kubectl.argv("port-forward", "--address", "127.0.0.1", target, f"{local}:{port}",
+                                     namespace=namespace)
+            pid = self.runner.spawn(argv, log, detached=True) if self.detached else self.runner.spawn(argv, log)
+            self._record(section, key, {"pid": pid, "port": local, **({"detached": True} if self.detached else {})})
+            if not forward_ready(pid, local, wait=15):
+                stop_process(pid)
+                self._record(section, key, None)
+                raise MeshlabError(f"kubectl port-forward to {target} did not start", f"see {log}")
+            return local
+
+    def _record(self, section: str, key: str, record: dict | None) -> None:
+        """Remember (or with None forget) one port-forward in the state file."""
+        with self.state.lock:
+            entries = self.state.read().get(section, {})
+            if record is None and key not in entries:
+                return
+            entries = {k: v for k, v in entries.items() if k != key} | ({key: record} if record else {})
+            self.state.update(**{section: entries})
+
+    def drop_admin_forward(self, namespace: str, pod: str) -> None:
+        """Stop and forget the admin port-forward of one pod."""
+        known = self.state.read().get("admin_forwards", {}).get(f"{namespace}/{pod}")
+        if known:
             stop_process(known["pid"])
-        if self.state.read():
-            self.state.update(forwards={})
+            self._record("admin_forwards", f"{namespace}/{pod}", None)
+        self.admin.drop(namespace, pod)
+
+    def prune_admin_forwards(self, live: set[str]) -> None:
+        """Stop the admin port-forwards of pods that no longer exist (after a rollout, say)."""
+        for key in set(self.state.read().get("admin_forwards", {})) - live:
+            self.drop_admin_forward(*key.split("/", 1))
+
+    def stop_forwards(self) -> None:
+        """Stop every port-forward the lab recorded (Services and proxies' admins) and the admin gateway."""
+        self.admin.close()
+        with self.state.lock:
+            state = self.state.read()
+            for section in ("forwards", "admin_forwards"):
+                for known in state.get(section, {}).values():
+                    stop_process(known["pid"])
+            if state:
+                self.state.update(forwards={}, admin_forwards={})
 
     # ---- faults ----------------------------------------------------------------------------------
     def kill(self, pod: str | None = None, node: str | None = None, proxy: str | None = None) -> list[str]:

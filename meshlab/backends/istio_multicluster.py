@@ -8,7 +8,12 @@ guides, with meshlab's names: clusters `cluster-N` on networks `network-N` in re
    local runtime and kind make the same shape), written as Istio's four files (0600) and loaded as the Secret
    `cacerts` in istio-system *before* istiod starts (istiod only reads it at start-up).
 2. istio_namespace(): istio-system labelled topology.istio.io/network=network-N (the cluster's default network).
-3. `istioctl install` with the stage-5 flags plus install_flags(): meshID, clusterName, network.
+3. `istioctl install` with the stage-5 flags plus install_flags(): meshID, clusterName, network, and DNS capture
+   (meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE): the legacy host `payments.legacy.example` exists
+   only as a ServiceEntry, which kube-dns does not know, so the frontend's own lookup would fail before its sidecar
+   saw the call. With DNS capture the sidecar's agent answers for ServiceEntry hosts, with the address istiod
+   allocates to a ServiceEntry that has none (PILOT_ENABLE_IP_AUTOALLOCATE, on by default since Istio 1.25), and the
+   sidecar routes that address to the entry's endpoint. Locally, the lab's DNS answers for it instead.
 4. eastwest_operator(): the gateway IstioOperator, written after the shape that Istio's
    samples/multicluster/gen-eastwest-gateway.sh prints (profile empty, one ingress gateway labelled
    istio=eastwestgateway and topology.istio.io/network, env ISTIO_META_ROUTER_MODE=sni-dnat and
@@ -75,9 +80,11 @@ def node_labels(region: str, zone: str) -> dict:
 
 
 def install_flags(cluster: str, network: str) -> list[str]:
-    """The multi-cluster values of Istio's guide, as `istioctl install --set` flags."""
+    """The multi-cluster values of Istio's guide, plus DNS capture for ServiceEntry hosts (see the module docstring),
+    as `istioctl install --set` flags."""
     return ["--set", f"values.global.meshID={MESH_ID}", "--set", f"values.global.multiCluster.clusterName={cluster}",
-            "--set", f"values.global.network={network}"]
+            "--set", f"values.global.network={network}",
+            "--set", "meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE=true"]
 
 
 def istio_namespace(network: str) -> dict:

@@ -3,18 +3,27 @@
 Ownership: kind has no cluster labels, so meshlab records what it made twice: every node carries the
 Kubernetes label meshlab.io/owned=true (kind's `labels` node field, which kind turns into the kubelet's
 --node-labels for every kubeadm API version), and a marker file `<state>/kind/meshlab-<lab>.json`
-holds the control-plane container's id. down() deletes a cluster only when the marker exists and the
-container id (or, before it was recorded, the node label) matches: never a cluster meshlab did not create.
+holds the control-plane container's id. A cluster is meshlab's when that recorded id matches, or, with no id
+recorded (not yet, or no marker at all: a crashed run, a test session's own MESHLAB_HOME, a wiped state folder),
+when its nodes carry the label. up() creates such an unrecorded cluster again; down() and `meshlab down --all`
+(kindclean.py) delete it. A cluster without the label, or whose recorded id differs, is never touched. up() also
+writes its state folder into the cluster (ConfigMap kube-system/meshlab-owner), so that `down --all` run with
+another MESHLAB_HOME (a test session's) leaves alone a cluster that a living meshlab still records.
 
 Shape: one control-plane node (the API server and the edge; kind taints it, so it runs no app pods) plus
 nodes-1 workers. `Lab.up` asks for `stages.nodes_for(stage, "kind")`: one worker, three in stage 3 (a node
 proxy each). up() reuses a cluster meshlab made when it has at least that many nodes (spare workers do no
-harm); a smaller one is deleted and created again in the new shape, since Lab.up deploys the whole stage
-anyway (objects applied by hand are lost, and the progress message says so).
+harm): a lab that goes from stage 3 back to a smaller stage keeps its four nodes, with no new cluster. A smaller
+one is deleted and created again in the new shape, since Lab.up deploys the whole stage anyway (objects applied
+by hand are lost, and the progress message says so). A cluster belongs to one lab name, and each lesson has its
+own lab that it takes down at its end, so lessons do not share clusters: what they share is this machine's
+Docker, which keeps the node image and every stage image after the first download (see Images).
 
-Images: apply() first pulls the images of the objects' pods into every node that runs pods (`crictl pull`
-inside the node container, once per image), with progress, so the first download of python and Envoy
-(minutes on a slow link) does not count against a rollout timeout (Lab.up waits 90 s).
+Images: apply() first brings the images of the objects' pods onto every node that runs pods, and up() Traefik's
+onto the edge node, with progress, so the first download of python and Envoy (minutes on a slow link) does not
+count against a rollout timeout (Lab.up waits 90 s). Each image is pulled once by this machine's Docker and
+`kind load`ed into the nodes that lack it (kindimages.py), so a new cluster needs no download at all; when
+the host cannot pull or load it, each node pulls it itself (`crictl pull`), as the progress message says.
 
 Ports: the control-plane node's containerPort 80 is published on 127.0.0.1:<free port> (extraPortMappings,
 listenAddress 127.0.0.1); Traefik binds hostPort 80 on that node, so the entrypoint is http://127.0.0.1:<port>.
@@ -23,8 +32,14 @@ that the backend starts, records in the marker file and stops in down().
 
 Faults on kind:
 - kill(pod=...) force-deletes the pod; its ReplicaSet replaces it at once (see ClusterBackend.kill_pod).
-- kill(node=...) is `docker stop <node container>`; restore() `docker start`s it and waits for Ready.
-  The control-plane node is refused (it runs the API server and the edge).
+- kill(node=...) cordons the node, `docker stop`s its container, then force-deletes the lab's pods that ran
+  there, so that calls to them fail at once as locally: a stopped node's pods otherwise stay in their Services'
+  Endpoints until the node controller marks it NotReady (40-50 s), and calls to them time out meanwhile. The
+  cordon keeps the Deployments' replacements off the dead node: they start on the other workers at once (after a
+  real node failure Kubernetes evicts the pods only when their default 300 s toleration of an unreachable node
+  runs out); a DaemonSet's replacement is bound to the node but cannot start there until restore().
+  restore() `docker start`s it, uncordons it and waits for Ready. The control-plane node is refused (it runs
+  the API server and the edge).
 - kill(proxy=...) freezes the proxy until restore(): from inside the node container, SIGSTOP to the proxy
   container's main process (pid from `crictl inspect`), and iptables rules at the top of the node's
   FORWARD chain that reset TCP connections to the proxy's container ports on its pod IP. SIGSTOP alone
@@ -41,7 +56,8 @@ Faults on kind:
 
 Stage 5: install_mesh() installs the pinned Istio with istioctl (backends/istio.py), after pulling its images
 into the nodes; the code is in KindFaults (kindfaults.py) and MeshOperations (clustermesh.py). Stage 6: KindBackend(lab,
-member="cluster-1") is cluster meshlab-<lab>-cluster-1 of a lab's two, Istio multi-primary (multikind.py).
+member="cluster-1") is cluster meshlab-<lab>-cluster-1 of a lab's two, Istio multi-primary (multikind.py); the two
+are composed into one lab by meshlab/kindfleet.py.
 """
 
 from __future__ import annotations
@@ -51,7 +67,7 @@ from pathlib import Path
 
 import yaml
 
-from . import istio, traefik
+from . import istio, kindclean, kindimages, traefik
 from . import istio_multicluster as im
 from .base import Availability, MeshlabError, NodeInfo
 from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
@@ -103,12 +119,13 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
     all_namespaces = True
 
     def __init__(self, lab: str = "default", runner: Runner | None = None, edge_port: int | None = None, progress=None,
-                 member: str = "", network: str = "", region: str = ""):
+                 member: str = "", network: str = "", region: str = "", detached: bool = False):
         self.lab = check_name(lab)
         self.member = check_name(member, "cluster name") if member else ""
         self.cluster_name = f"meshlab-{lab}-{member}" if member else f"meshlab-{lab}"
         kubectl = Kubectl(f"kind-{self.cluster_name}", "default", runner)
-        super().__init__(kubectl, "default", EDGE_NAMESPACE, state_root() / "kind" / f"{self.cluster_name}.json", progress)
+        super().__init__(kubectl, "default", EDGE_NAMESPACE, state_root() / "kind" / f"{self.cluster_name}.json", progress,
+                         detached)  # detached: a CLI lab, whose port-forwards outlive the command (cluster.py)
         self.cluster = self.member or self.cluster_name
         self.network, self.region = (network, region) if (network and region) or not member else im.topology(member)
         self.edge_port = edge_port
@@ -141,13 +158,12 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
         return self.run(["kind", "get", "clusters"], "kind get clusters").split()
 
     def owned(self) -> bool:
-        """Whether the cluster called meshlab-<lab> is one meshlab created (marker file + id or node label)."""
-        state = self.state.read()
-        if not state:
-            return False
-        if state.get("control_plane_id"):
-            return self.control_plane_id() == state["control_plane_id"]
-        result = self.kubectl.call("get", "nodes", "-l", f"{OWNED_LABEL}=true", "-o", "name", namespace=None)
+        """Whether the cluster called meshlab-<lab> is one meshlab created: the control-plane id its marker file
+        records, or with none recorded (or no marker), meshlab's node label (see the module docstring)."""
+        recorded = self.state.read().get("control_plane_id")
+        if recorded:
+            return self.control_plane_id() == recorded
+        result = self.kubectl.call("get", "nodes", "-l", f"{OWNED_LABEL}=true", "-o", "name", namespace=None, timeout=30)
         return result.returncode == 0 and bool(result.stdout.strip())
 
     def control_plane_id(self) -> str:
@@ -177,8 +193,10 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
             ours = "already exist" not in (result.stderr or "")  # a same-named cluster appeared meanwhile: not ours
             check(result, f"kind create cluster {self.cluster_name}")
             self.state.update(control_plane_id=self.control_plane_id())
+            self.kubectl.apply([kindclean.owner_record(self.cluster_name)], namespace=None)  # for `down --all` elsewhere
             self.kubectl.run("wait", "--for=condition=Ready", "node", "--all", "--timeout=180s", namespace=None,
                              timeout=210, what="nodes did not become Ready")
+            self.preload([traefik.IMAGE], [f"{self.cluster_name}-control-plane"])  # the edge runs there
             self.install_edge(host_port=NODE_CONTAINER_PORT, with_namespace=True)
         except BaseException:  # including Ctrl-C mid-create: kind leaves the node containers behind
             if ours:
@@ -189,10 +207,17 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
 
     def _reuse(self, nodes: int) -> bool:
         """Keep a cluster meshlab made earlier with at least `nodes` nodes (True); delete a smaller one so that
-        up() creates it again (False); refuse anyone else's."""
-        if not self.owned() or self.state.read().get("member", "") != self.member:
+        up() creates it again (False); refuse anyone else's. One with meshlab's node label but no marker here (a crashed
+        run's, or another MESHLAB_HOME's) is deleted too: nothing records its edge port or what runs on it."""
+        state = self.state.read()
+        if not self.owned() or (state and state.get("member", "") != self.member):
             raise MeshlabError(f"a kind cluster named {self.cluster_name} exists that meshlab did not create for this lab",
                                f"use another lab name, or delete it yourself: kind delete cluster --name {self.cluster_name}")
+        if not state:
+            self.say(f"kind cluster {self.cluster_name} carries meshlab's node label but meshlab has no record of it "
+                     "(left by a crashed run?): creating it again")
+            self._teardown()
+            return False
         have = self.state.read().get("nodes", 1)
         if have < nodes:
             self.say(f"kind cluster {self.cluster_name} has {have} node(s), this stage needs {nodes}: "
@@ -232,7 +257,7 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
 
     # ---- objects and images ----------------------------------------------------------------------
     def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
-        """Pull the pods' images into the nodes first (see the module docstring), then `kubectl apply`."""
+        """Bring the pods' images onto the nodes first (preload(); see the module docstring), then `kubectl apply`."""
         self.preload(pod_images(docs))
         return super().apply(docs, source)
 
@@ -241,14 +266,21 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
         names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
         return [n for n in names if not n.endswith("-control-plane")] or names
 
-    def preload(self, images: list[str]) -> None:
-        """`crictl pull` each image a node lacks, node by node (they share this machine's link anyway)."""
+    def preload(self, images: list[str], nodes: list[str] | None = None) -> None:
+        """Bring each image onto the nodes (default: those that run pods) that lack it: pulled once by this machine's
+        Docker and `kind load`ed (kindimages.py), else `crictl pull`ed inside each node."""
         if not images:
             return
-        for node in self.pod_nodes():
+        missing: dict[str, list[str]] = {}
+        for node in nodes or self.pod_nodes():
             listed = self.runner.run(["docker", "exec", node, "sh", "-c", MISSING_IMAGES, "sh", *images], timeout=60)
             for image in listed.stdout.split() if listed.returncode == 0 else []:  # a stopped node: not now
-                self.say(f"pulling {image} into {node} (once per cluster)")
+                missing.setdefault(image, []).append(node)
+        for image, lacking in missing.items():
+            if kindimages.load(self.runner, self.cluster_name, image, lacking, self.say):
+                continue
+            for node in lacking:
+                self.say(f"pulling {image} into {node} (crictl pull inside the node)")
                 result = self.runner.run(["docker", "exec", node, "crictl", "pull", image], timeout=PULL_TIMEOUT)
                 check(result, f"could not pull {image} into {node}",
                       "check this machine's network (Docker Hub limits anonymous pulls per address), then try again")

@@ -1,5 +1,12 @@
 """Faults on kind, held until restore(): stopped nodes, frozen proxies, a control plane scaled to zero.
 
+A stopped node: Kubernetes notices only when the node controller's grace period runs out (40-50 s), and until
+then its pods stay in their Services' Endpoints, so calls to them time out. kill_node() makes them fail at once,
+as on the local runtime: cordon first (nothing new is scheduled there, in particular not the replacements of the
+pods deleted below), `docker stop` the node, then force-delete the lab's pods that ran there, which takes them
+out of the Endpoints at once (kube-proxy and the proxies stop sending to them). Deleting before the stop would
+let the still-running kubelet start a DaemonSet's replacement there, ready until the stop.
+
 An Istio sidecar's main process is pilot-agent, with Envoy as its child: freezing it means SIGSTOP to the
 whole process tree of the container, and since the sidecar intercepts every port of its pod, the reject
 rules cover all of the pod's ports (callers are refused at once, as by a dead Envoy locally).
@@ -11,7 +18,7 @@ import json
 
 from . import istio
 from .base import MeshlabError
-from .kubectl import container_id, container_ports, labels, pod_ports
+from .kubectl import check, container_id, container_ports, labels, pod_ports
 
 # In a node container: print "pid ppid" for every process (the node's PID namespace holds its pods' processes).
 PROCESS_TABLE = ('for f in /proc/[0-9]*/stat; do read -r l < "$f" 2>/dev/null || continue; '
@@ -49,15 +56,33 @@ class KindFaults:
         return out.split()
 
     def kill_node(self, node: str) -> list[str]:
-        """`docker stop` a worker's container; returns the pods that ran there. Down until restore()."""
+        """Cordon a worker, `docker stop` its container, force-delete the lab's pods that ran there (see the module
+        docstring); returns those pods. Down until restore()."""
         names = self.run(["kind", "get", "nodes", "--name", self.cluster_name], "kind get nodes").split()
         if node not in names:
             raise MeshlabError(f"no node {node} in {self.cluster_name}", f"nodes are {', '.join(names)}")
         if node.endswith("-control-plane"):
             raise MeshlabError(f"refusing to stop {node}: it runs the Kubernetes API and the edge", "kill a worker node")
-        pods = [p["metadata"]["name"] for p in self.pod_objects() if (p.get("spec") or {}).get("nodeName") == node]
-        self.run(["docker", "stop", node], f"docker stop {node}", timeout=90)
-        return pods or [f"node/{node}"]
+        pods = [p["metadata"] for p in self.pod_objects() if (p.get("spec") or {}).get("nodeName") == node]
+        cordoned = self.state.read().get("cordoned", [])
+        self.state.update(cordoned=cordoned + ([] if node in cordoned else [node]))  # first, so restore() undoes it
+        self.kubectl.run("cordon", node, namespace=None, what=f"cordon {node}")
+        stopped = self.runner.run(["docker", "stop", node], timeout=90)
+        if stopped.returncode != 0:
+            self.uncordon(node)
+            check(stopped, f"docker stop {node}")
+        by_namespace: dict[str, list[str]] = {}
+        for meta in pods:
+            by_namespace.setdefault(meta["namespace"], []).append(meta["name"])
+        for namespace, names in by_namespace.items():
+            self.kubectl.run("delete", "pod", *names, "--grace-period=0", "--force", "--wait=false", "--ignore-not-found",
+                             namespace=namespace, what=f"delete the pods of {node}")
+        return [meta["name"] for meta in pods] or [f"node/{node}"]
+
+    def uncordon(self, node: str) -> None:
+        """`kubectl uncordon` a node kill_node() cordoned, and forget it."""
+        self.kubectl.run("uncordon", node, namespace=None, what=f"uncordon {node}")
+        self.state.update(cordoned=[n for n in self.state.read().get("cordoned", []) if n != node])
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
         """Freeze the proxy from its node: SIGSTOP its processes, and reject new connections to its ports
@@ -95,11 +120,15 @@ class KindFaults:
         return [meta["name"]]
 
     def restore_faults(self) -> None:
-        """Start stopped nodes (waiting for Ready), thaw frozen proxies, scale the control plane back."""
+        """Start stopped nodes (uncordoned, then waiting for Ready), thaw frozen proxies, scale the control plane back."""
         for node in self.stopped_nodes():
             self.run(["docker", "start", node], f"docker start {node}", timeout=90)
+            if node in self.state.read().get("cordoned", []):
+                self.uncordon(node)
             self.kubectl.run("wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s", namespace=None,
                              timeout=210, what=f"node {node} did not come back")
+        for node in self.state.read().get("cordoned", []):  # a kill_node() that stopped half-way
+            self.uncordon(node)
         for frozen in self.state.read().get("frozen", []):
             pids = frozen.get("pids") or [frozen["pid"]]
             self.runner.run(["docker", "exec", frozen["node"], "kill", "-CONT", *map(str, pids)])

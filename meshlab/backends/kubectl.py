@@ -16,6 +16,7 @@ PROXY_CONTAINERS = ("istio-proxy",)
 CONTROL_PLANE_APPS = ("istiod", "meshlab-controlplane")
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
 WORKLOAD_KINDS = ("deployments", "daemonsets", "statefulsets")
+ENVOY_ADMIN_PORT = 15000  # Envoy's customary admin port; Istio's sidecars serve it on the pod's loopback
 
 
 class Runner:
@@ -31,12 +32,17 @@ class Runner:
             raise MeshlabError(f"`{' '.join(argv[:5])} ...` did not finish within {timeout:.0f}s",
                                "the cluster may be overloaded; try again, or run `meshlab down` and start over") from None
 
-    def spawn(self, argv: list[str], log_path) -> int:
-        """Start a long-lived helper (kubectl port-forward) that dies with this process; return its pid."""
+    def spawn(self, argv: list[str], log_path, detached: bool = False) -> int:
+        """Start a long-lived helper (kubectl port-forward); return its pid. It dies with this process (a notebook's
+        lab), or with `detached` outlives it (a CLI lab: `meshlab down` ends it by the pid in the state file)."""
         log = open(log_path, "ab")
+        options: dict = {"start_new_session": True}  # Ctrl-C in the terminal or notebook does not reach it
+        if sys.platform == "win32":
+            options = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | (subprocess.DETACHED_PROCESS if detached else 0)}
+        elif sys.platform == "linux" and not detached:
+            options["preexec_fn"] = _die_with_parent
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **options)
         finally:
             log.close()
         return proc.pid
@@ -230,6 +236,21 @@ def proxy_info(pod: dict, cluster: str = "", killed: frozenset = frozenset()) ->
     info = pod_info(pod, cluster, killed)
     state = next(c.state for c in info.containers if c.name == found[0])
     return ProxyInfo(name=proxy_name(pod), role=found[1], pod=info.name, node=info.node, state=state, cluster=cluster)
+
+
+def admin_port(pod: dict) -> int | None:
+    """The Envoy admin port of the pod's proxy: Istio's 15000, or for an Envoy container its port named `*admin`
+    (meshlab's stages name it so), else Envoy's customary 15000; None for a proxy with no Envoy admin (Traefik)."""
+    found = proxy_container(pod)
+    container = next((c for c in long_running(pod.get("spec") or {}) if found and c.get("name") == found[0]), None)
+    if container is None:
+        return None
+    if container.get("name") in PROXY_CONTAINERS or "proxyv2" in container.get("image", ""):
+        return ENVOY_ADMIN_PORT
+    if "envoy" not in container.get("image", "").rsplit("/", 1)[-1]:
+        return None
+    named = [p["containerPort"] for p in container.get("ports") or [] if str(p.get("name", "")).endswith("admin")]
+    return int(named[0]) if named else ENVOY_ADMIN_PORT
 
 
 def pod_images(docs: list[dict]) -> list[str]:

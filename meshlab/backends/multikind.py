@@ -7,11 +7,16 @@ meshlab cluster is (marker file + node label), the marker also naming the lab an
 kind puts every cluster on one Docker network (`kind`, or $KIND_EXPERIMENTAL_DOCKER_NETWORK), which is what
 lets the clusters reach each other's API servers and east-west gateways at their node addresses.
 
-A fleet of members (meshlab/fleet.py) brings stage 6 up as Istio's multi-primary, multi-network guide does:
-    for m in members: m.up(nodes); m.install_mesh()     # cacerts, istiod, east-west gateway, Gateway
-    link_all(members)                                   # each istiod reads every other API server
+A fleet of members (meshlab/kindfleet.py) brings stage 6 up as Istio's multi-primary, multi-network guide does:
+    for m in members: m.up(nodes)                       # kind create cluster, the edge
+    start the legacy service outside both (kindlegacy.py)
+    for m in members: m.install_mesh()                  # cacerts, istiod, east-west gateway, Gateway
+    fleet.link_members()                                # each istiod reads every other API server
 install_mesh() of a member does steps 1-5 of istio_multicluster's list; link() is step 6, and needs Istio
-installed on the peer (create-remote-secret uses the peer's istio-reader-service-account).
+installed on the peer (create-remote-secret uses the peer's istio-reader-service-account). When a lab's last member
+cluster is deleted, what the lab had besides its clusters goes too: the CA folder, the legacy container and the
+fleet's record (forget_ca), so that any way of deleting the clusters (`meshlab down`, `meshlab down --all`) leaves
+nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from . import istio
+from . import istio, kindlegacy
 from . import istio_multicluster as im
 from .base import MeshlabError
 from .kubectl import check
@@ -48,6 +53,12 @@ def ca_folder(lab: str) -> Path:
     return state_root() / "kind" / f"meshlab-{lab}-ca"
 
 
+def fleet_record(lab: str) -> Path:
+    """The kind fleet's own record of a stage-6 lab (the legacy service's address, the lab's facts); kept out of
+    kind/'s top level, where every `meshlab-*.json` is a cluster's marker."""
+    return state_root() / "kind" / "fleets" / f"{lab}.json"
+
+
 def member_markers(lab: str) -> list[dict]:
     """Member clusters of `lab` that meshlab recorded: their marker files, which name the lab and the member."""
     found = []
@@ -59,14 +70,6 @@ def member_markers(lab: str) -> list[dict]:
         if data.get("lab") == lab and data.get("member") and path.stem == f"meshlab-{lab}-{data['member']}":
             found.append(data)
     return found
-
-
-def link_all(members: list) -> None:
-    """Give every member a remote secret for every other one (Istio's "Enable Endpoint Discovery")."""
-    for member in members:
-        for peer in members:
-            if peer is not member:
-                member.link(peer)
 
 
 class KindMulticluster:
@@ -131,7 +134,10 @@ class KindMulticluster:
             shutil.rmtree(ca_folder(self.lab), ignore_errors=True)
 
     def forget_ca(self) -> None:
-        """(A member, once deleted) remove its intermediate; the root too once no member of the lab is left."""
+        """(A member, once deleted) remove its intermediate; once no member of the lab is left, the root too, the
+        lab's legacy container and the fleet's record."""
         shutil.rmtree(ca_folder(self.lab) / self.member, ignore_errors=True)
         if not member_markers(self.lab):
             shutil.rmtree(ca_folder(self.lab), ignore_errors=True)
+            kindlegacy.remove(self.runner, self.lab)
+            fleet_record(self.lab).unlink(missing_ok=True)

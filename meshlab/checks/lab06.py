@@ -10,6 +10,8 @@ switch time it measured; the outage check compares a prediction with categories 
 from __future__ import annotations
 
 import copy
+import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +38,10 @@ SETTLE_S = 1.5  # how long it keeps the load up after the switch, to count late 
 BACK_TIMEOUT_S = 30.0  # how long it waits for reviews to come home after restore()
 HEALTHY_TIMEOUT_S = 60.0  # wait_healthy's default
 RECOVER_S = 30.0  # how long a check waits for a lab it finds unhealthy
+DEFAULT_5XX = 5  # Istio's outlierDetection.consecutive5xxErrors when unset
+DEFAULT_INTERVAL_S = 10.0  # Istio's outlierDetection.interval when unset
+MAX_INTERVAL_S = 10.0  # a longer sweep leaves a recovered pod out that much longer after its ejection
+DEFAULT_MAX_EJECTION = 10  # Istio's outlierDetection.maxEjectionPercent when unset
 background = _traffic.background  # the load generator (the unit tests put a fake here)
 
 
@@ -396,8 +402,9 @@ def cluster_outage(lab, prediction, answers, outage) -> CheckResult:
 # ---- exercise 3: locality failover, measured under load ---------------------------------------------------
 
 FAILOVER_EXPECTED = ("calls to reviews stay in cluster-1 while its copy is healthy; when every reviews pod of "
-                     f"cluster-1 dies under load, at most {MAX_FAILED} requests fail before cluster-2 answers them; "
-                     "and after restore() they come back to cluster-1")
+                     f"cluster-1 dies under load, at most {MAX_FAILED} requests fail before cluster-2 answers them "
+                     "(and outlierDetection would hold that bound for pods failing while still ready); and after "
+                     "restore() they come back to cluster-1")
 
 
 @dataclass
@@ -426,6 +433,82 @@ def describe_rules(rules: Iterable[Mapping]) -> str:
     if locality.get("enabled") is False:
         return "localityLbSetting.enabled is false: locality load balancing is off"
     return ""
+
+
+def reviews_rule(rules: Iterable[Mapping] | None) -> Mapping | None:
+    """The first DestinationRule for host reviews (by its short name), or None."""
+    return next((r for r in rules or [] if isinstance(r, Mapping)
+                 and str((r.get("spec") or {}).get("host", "")).split(".")[0] == "reviews"), None)
+
+
+def duration_s(value: Any) -> float | None:
+    """A protobuf duration as Istio writes it ('1s', '500ms', '1.5m', '1h') in seconds; None when it is none."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", str(value))
+    if not match:
+        return None
+    return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _count(value: Any) -> int | None:
+    """A whole number field (Istio's int32/uint32), or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == int(number) else None
+
+
+def judge_outlier(rules: Iterable[Mapping] | None, local: int) -> CheckResult | None:
+    """None when the reviews rule's outlierDetection can take every failing local pod out fast enough, else which
+    field is wrong. Killed pods also leave the endpoints when they go unready, but a pod that fails while it stays
+    ready (its app answers 500) leaves only by ejection: `local` such pods cost local x consecutive5xxErrors failed
+    requests, all of them must be ejectable, and a recovered pod comes back only at a sweep of the detector."""
+    rule = reviews_rule(rules)
+    policy = ((rule or {}).get("spec") or {}).get("trafficPolicy") or {}
+    outlier = policy.get("outlierDetection") if isinstance(policy, Mapping) else None
+    if not isinstance(outlier, Mapping) or not outlier or local < 1:
+        return None  # no rule, or no outlierDetection: judge_local says what is missing
+
+    def wrong(field: str, why: str) -> CheckResult:
+        return CheckResult(False, FAILOVER_EXPECTED, f"outlierDetection.{field} {why}", hints=[
+            "consecutive5xxErrors: 1 ejects a failing pod at its first error, interval: 1s sweeps every second, "
+            "maxEjectionPercent: 100 lets every local pod go."])
+
+    unset = " (not set: Istio's default)"
+    errors = _count(outlier.get("consecutive5xxErrors", DEFAULT_5XX))
+    said = "" if "consecutive5xxErrors" in outlier else unset
+    if errors is None or errors < 0:
+        return wrong("consecutive5xxErrors", f"is {outlier.get('consecutive5xxErrors')!r}: write a small whole number")
+    if errors == 0:
+        return wrong("consecutive5xxErrors", "is 0, which turns ejection on 5xx errors off: a reviews pod that answers "
+                     "500 while it stays ready is never ejected, and keeps its share of the calls")
+    if errors * local > MAX_FAILED:
+        return wrong("consecutive5xxErrors", f"is {errors}{said}: a reviews pod that fails while it stays ready (its "
+                     "app answers 500, so nothing removes it from the endpoints; only ejection does) gets "
+                     f"{errors} calls in a row before it is ejected: with {local} local pods about {errors * local} "
+                     f"requests fail before cluster-2 takes over, and at most {MAX_FAILED} may. Eject a pod at its "
+                     "first error or two")
+    interval = duration_s(outlier.get("interval", f"{DEFAULT_INTERVAL_S:g}s"))
+    said = "" if "interval" in outlier else unset
+    if interval is None or interval <= 0:
+        return wrong("interval", f"is {outlier.get('interval')!r}: write a duration such as 1s")
+    if interval > MAX_INTERVAL_S:
+        return wrong("interval", f"is {interval:g}s{said}: Envoy's detector sweeps the endpoints that often, and only "
+                     "at a sweep does an ejected pod come back once its baseEjectionTime is over. A recovered "
+                     f"cluster-1 reviews would stay out up to {interval:g} s longer. Sweep at least every "
+                     f"{MAX_INTERVAL_S:g} s (1s is usual here)")
+    percent = _count(outlier.get("maxEjectionPercent", DEFAULT_MAX_EJECTION))
+    said = "" if "maxEjectionPercent" in outlier else unset
+    needed = math.ceil(100 * local / (local + 1))  # the local pods, and cluster-2's gateway as one endpoint
+    if percent is None or percent < needed:
+        shown = outlier.get("maxEjectionPercent", DEFAULT_MAX_EJECTION)
+        return wrong("maxEjectionPercent", f"is {shown!r}{said}: Envoy ejects at most that share of the {local + 1} "
+                     f"endpoints of reviews ({local} local pods and cluster-2's gateway; never fewer than one), so "
+                     f"when every local pod fails, some keep getting calls. It must be at least {needed} (100 is "
+                     "simplest)")
+    return None
 
 
 def judge_local(before, rules: Iterable[Mapping] | None = None) -> CheckResult | None:
@@ -554,9 +637,14 @@ def locality_failover(lab) -> CheckResult:
         return CheckResult(False, FAILOVER_EXPECTED, f"the lab is not healthy: {'; '.join(problems[:4])}. Run "
                            "lab.restore() and wait_healthy(lab)")
     before = lab.traffic(n=100, concurrency=4, progress=False)
-    not_local = judge_local(before, stored_rules(lab))
+    rules = stored_rules(lab)
+    not_local = judge_local(before, rules)
     if not_local is not None:
         return not_local  # not local to begin with: nothing to kill
+    local = sum(1 for p in lab.pods() if p.service == "reviews" and getattr(p, "cluster", "") == HOME)
+    badly_tuned = judge_outlier(rules, local)
+    if badly_tuned is not None:
+        return badly_tuned  # a pod failing while ready would cost too much: no need to kill anything to say so
     try:
         failover = measure_failover(lab)
         during = lab.traffic(n=50, concurrency=4, progress=False) if failover.switch_s is not None else None

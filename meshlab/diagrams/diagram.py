@@ -5,6 +5,7 @@ from __future__ import annotations
 from meshlab.backends.base import MeshlabError
 from meshlab.diagrams.dot import to_dot
 from meshlab.diagrams.facts import from_lab
+from meshlab.diagrams.labels import along_edges
 from meshlab.diagrams.model import Topology
 from meshlab.diagrams.render import render_svg
 from meshlab.diagrams.schematic import from_stage
@@ -26,9 +27,9 @@ class Diagram:
 
     @property
     def svg(self) -> str:
-        """The SVG document (rendered once)."""
+        """The SVG document (rendered once), each edge's label beside its own edge."""
         if self._svg is None:
-            self._svg = render_svg(self.dot, self.renderer)
+            self._svg = along_edges(render_svg(self.dot, self.renderer))
         return self._svg
 
     @property

@@ -1,20 +1,29 @@
-"""Build a Topology from a stage's schematic in meshlab.stages.info (no cluster needed)."""
+"""Build a Topology from a stage's schematic in meshlab.stages.info (no cluster needed); its pods and their
+nodes come from the stage's manifests (placement.py), the calls from the schematic."""
 
 from __future__ import annotations
 
 from meshlab.stages import info
+from meshlab.diagrams import placement
 from meshlab.diagrams.model import CLIENT, Edge, Node, Pod, Proxy, Topology
 
 
 def from_stage(stage: int | str | info.StageInfo) -> Topology:
-    """The typical topology of a stage, with its calls and control-plane pushes."""
+    """The typical topology of a stage, with its calls and control-plane pushes: every pod the stage deploys,
+    on the node the local lab runs it on."""
     stage = info.get(stage)
     sch = stage.schematic
     topo = Topology(title=stage.label)
-    node_keys = list(sch.nodes) or list(dict.fromkeys((p.cluster, p.node) for p in sch.parts))
+    if placement.derivable(stage.number):
+        parts = placement.parts(stage.number, tuple(sch.parts))
+        cluster = next((p.cluster for p in parts), "")
+        node_keys = [(cluster, n) for n in placement.node_names(stage.number)]
+    else:  # a sketch of several clusters
+        parts = sch.parts
+        node_keys = list(sch.nodes) or list(dict.fromkeys((p.cluster, p.node) for p in parts))
     topo.nodes = [Node(name, cluster) for cluster, name in node_keys]
     ids = {CLIENT: CLIENT}
-    for part in sch.parts:
+    for part in parts:
         if part.role:
             proxy = Proxy(part.name, part.role, part.name, part.node, part.cluster)
             topo.proxies.append(proxy)

@@ -10,7 +10,8 @@ from . import shop
 # config the local lab accepts runs unchanged on kind. The image's entrypoint runs `envoy` with args that
 # start with "-" (as envoy_container's do) after dropping root to its `envoy` user.
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
-ADMIN_PORT = 15000
+ADMIN_PORT = 15000  # on the pod's loopback only: meshlab reaches it through `kubectl port-forward` (and locally)
+READY_PORT = 15021  # the kubelet's readiness probe, on the pod IP (as Istio's 15021), since the admin is not there
 CONFIG_DIR = "/etc/envoy"
 TRACE_HEADER = "x-meshlab-trace"
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -132,13 +133,26 @@ def version_clusters(port: int) -> list[dict]:
     return [dns_cluster(f"{s}-{v}", f"{s}-{v}", port) for s, vs in versions().items() for v in vs]
 
 
+def readiness_listener() -> dict:
+    """`GET :15021/ready` answers 200 once Envoy serves: its listeners start only after the first LDS/CDS load,
+    as the admin's /ready turns LIVE then. The kubelet probes the pod IP, where the admin API is not."""
+    return {"name": "readiness", "address": {"socket_address": {"address": "0.0.0.0", "port_value": READY_PORT}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": HCM, "stat_prefix": "readiness",
+                "route_config": {"name": "readiness", "virtual_hosts": [{"name": "readiness", "domains": ["*"], "routes": [
+                    {"match": {"path": "/ready"}, "direct_response": {"status": 200, "body": {"inline_string": "LIVE\n"}}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}}]}]}
+
+
 def bootstrap(node_id: str) -> dict:
-    """Admin on :15000; listeners and clusters from lds.yaml/cds.yaml, reloaded when the folder changes."""
+    """Admin on 127.0.0.1:15000, readiness on :15021; listeners and clusters from lds.yaml/cds.yaml, reloaded when
+    the folder changes."""
     def source(name):
         return {"path_config_source": {"path": f"{CONFIG_DIR}/{name}.yaml", "watched_directory": {"path": CONFIG_DIR}},
                 "resource_api_version": "V3"}
     return {"node": {"id": node_id, "cluster": node_id},
-            "admin": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": ADMIN_PORT}}},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},
+            "static_resources": {"listeners": [readiness_listener()]},
             "dynamic_resources": {"lds_config": source("lds"), "cds_config": source("cds")}}
 
 
@@ -153,8 +167,9 @@ def config_map(name: str, node_id: str, listeners: list[dict], clusters: list[di
     """A ConfigMap with envoy.yaml (bootstrap), lds.yaml (listeners) and cds.yaml (clusters)."""
     reload = f"Edit and apply again: running Envoys reload this file from {CONFIG_DIR} without a restart."
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": shop.meta(name, namespace),
-            "data": {"envoy.yaml": dump(bootstrap(node_id), f"Bootstrap of {what}: admin API, then listeners and "
-                                        f"clusters from the two files beside it.\nChanges here need a restart."),
+            "data": {"envoy.yaml": dump(bootstrap(node_id), f"Bootstrap of {what}: admin API (on the pod's own loopback), "
+                                        f"readiness, then listeners and\nclusters from the two files beside it. "
+                                        f"Changes here need a restart."),
                      "lds.yaml": dump({"resources": listeners}, f"Listeners of {what}.\n{reload}"),
                      "cds.yaml": dump({"resources": clusters}, f"Clusters of {what}: one per service version.\n{reload}")}}
 
@@ -165,7 +180,7 @@ def envoy_container(ports: list[dict], concurrency: int = 1, name: str = "envoy"
             "args": ["-c", f"{CONFIG_DIR}/envoy.yaml", "--concurrency", str(concurrency), "-l", "warning"],
             "env": [shop.field_env("POD_NAME", "metadata.name"), shop.field_env("NODE_NAME", "spec.nodeName")],
             "ports": ports + [{"containerPort": ADMIN_PORT, "name": f"{name}-admin"[:15]}],
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": ADMIN_PORT}, "periodSeconds": 1},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT}, "periodSeconds": 1},
             "volumeMounts": [{"name": f"{name}-config", "mountPath": CONFIG_DIR, "readOnly": True}]}
 
 

@@ -14,13 +14,24 @@ from meshlab.widgets.common import error_html, mimebundle, svg_html
 from meshlab.widgets.worker import Worker
 
 
-def kill_options(topo) -> list[tuple[str, tuple[str, str]]]:
-    """What can be killed: (label, (kind, name)) for every pod, node and proxy."""
-    pods = [(f"pod {p.name}", ("pod", p.name)) for p in topo.pods]
-    pods += [(f"pod {p.pod}", ("pod", p.pod)) for p in topo.proxies if p.role != "sidecar" and p.pod]
-    nodes = [(f"node {n.name}", ("node", n.name)) for n in topo.nodes]
-    proxies = [(f"proxy {p.name} ({p.role})", ("proxy", p.name)) for p in topo.proxies]
-    return list(dict.fromkeys(pods + nodes + proxies))
+def kill_options(topo) -> list[tuple[str, tuple]]:
+    """What can be killed: (label, (kind, name)) for every pod, node and proxy; in a lab of several clusters
+    (label, (kind, name, cluster)) naming the cluster of each, and a whole-cluster choice per cluster."""
+    targets = [("pod", p.name, p.cluster, "") for p in topo.pods]
+    targets += [("pod", p.pod, p.cluster, "") for p in topo.proxies if p.role != "sidecar" and p.pod]
+    targets += [("node", n.name, n.cluster, "") for n in topo.nodes]
+    targets += [("proxy", p.name, p.cluster, f" ({p.role})") for p in topo.proxies]
+    clusters = [c for c in topo.clusters() if c]
+    if not clusters:
+        return list(dict.fromkeys((f"{kind} {name}{role}", (kind, name)) for kind, name, _, role in targets))
+    options = [(f"{kind} {name}{role}{located(c)}", (kind, name, c)) for kind, name, c, role in targets]
+    options += [(f"whole cluster {c} (every node)", ("cluster", c, c)) for c in clusters]
+    return list(dict.fromkeys(options))
+
+
+def located(cluster: str) -> str:
+    """' in cluster-2' for a label, or '' for what runs in no cluster (the legacy host)."""
+    return f" in {cluster}" if cluster else ""
 
 
 def quiet_kwargs(fn) -> dict:
@@ -81,13 +92,16 @@ class LiveView(widgets.VBox):
         count = int(n or self.requests.value)
         return self._worker.start(f"send {count} requests", lambda: self._send(count))
 
-    def kill(self, kind: str | None, name: str | None) -> bool:
-        """Kill a pod, node or proxy by name; it stays down until restore()."""
-        if kind not in ("pod", "node", "proxy") or not name:
+    def kill(self, kind: str | None, name: str | None, cluster: str | None = None) -> bool:
+        """Kill a pod, node or proxy by name (in `cluster`, for a lab of several), or a whole cluster (kind
+        "cluster"); it stays down until restore()."""
+        if kind not in ("pod", "node", "proxy", "cluster") or not name:
             self.status.value = error_html("choose something to kill first")
             return False
-        return self._worker.start(f"kill {kind} {name}", lambda: self._fault(f"killed {kind} {name}",
-                                                                           lambda: self.lab.kill(**{kind: name})))
+        where = {"cluster": cluster} if cluster else {}
+        target = {"cluster": name} if kind == "cluster" else {kind: name, **where}
+        what = f"cluster {name}" if kind == "cluster" else f"{kind} {name}{located(cluster or '')}"
+        return self._worker.start(f"kill {what}", lambda: self._fault(f"killed {what}", lambda: self.lab.kill(**target)))
 
     def inject(self, service: str | None, errors: float = 0.5) -> bool:
         """Make a share of a service's requests fail."""

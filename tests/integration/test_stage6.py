@@ -4,7 +4,9 @@ Calls cross from cluster-1 to cluster-2 through cluster-2's gateway with end-to-
 caller's SPIFFE id); gateway stats move only where traces show a crossing; the legacy service outside both
 clusters is reached through a ServiceEntry whose retries hide its errors; with locality failover, killing every
 reviews pod of cluster-1 moves reviews to cluster-2 with few failures, a dead cluster-2 then fails only the calls
-that needed it, and restore brings traffic home. One lab for the module, taken down by the last test."""
+that needed it, restore brings traffic home, and a copy that fails while ready is ejected at once. Without a
+locality policy calls cross as often as the other cluster holds endpoints. One lab for the module, taken down by
+the last test."""
 
 from __future__ import annotations
 
@@ -77,6 +79,28 @@ def reviews_cluster(url: str) -> tuple[int, str]:
     return status, (hops[0].get("cluster", "") if hops else "")
 
 
+def shares(result) -> tuple[dict, collections.Counter]:
+    """({(caller, its cluster, callee): share of those calls answered in the other cluster}, {same key: calls})."""
+    calls, crossed = collections.Counter(), collections.Counter()
+    for path in result.paths:
+        apps = [h for h in path["hops"] if h["kind"] == "app"]
+        for a, b in zip(apps, apps[1:]):
+            if a.get("cluster") and b.get("cluster"):
+                key = (a["service"], a["cluster"], b["service"])
+                calls[key] += path["count"]
+                crossed[key] += path["count"] * (a["cluster"] != b["cluster"])
+    return {key: crossed[key] / n for key, n in calls.items()}, calls
+
+
+def gateway_weights(lab, service: str) -> list[int]:
+    """The weight of every east-west gateway host (port 15443) in the frontend sidecar's cluster for a service."""
+    frontend = next(p for p in lab.proxies() if p.role == "sidecar" and p.pod.startswith("frontend-"))
+    status = Admin(frontend.admin_url).json("/clusters?format=json")
+    name = f"outbound|9080||{service}.default.svc.cluster.local"
+    hosts = next(c for c in status["cluster_statuses"] if c["name"] == name).get("host_statuses", [])
+    return [h.get("weight", 1) for h in hosts if h["address"]["socket_address"]["port_value"] == 15443]
+
+
 def test_the_shop_spans_two_clusters_and_crosses_through_the_peer_gateway_with_mtls(lab):
     assert lab.clusters() == ["cluster-1", "cluster-2"]
     placed = collections.defaultdict(set)
@@ -96,6 +120,18 @@ def test_the_shop_spans_two_clusters_and_crosses_through_the_peer_gateway_with_m
     for caller, proxies, callee in calls:
         assert proxies[-1]["cluster"] == callee["cluster"] and proxies[0]["cluster"] == caller["cluster"]
         assert proxies[-1]["peer"] == f"spiffe://cluster.local/ns/default/sa/shop-{caller['service']}"
+    # no locality policy: a call crosses as often as the other cluster holds the service's endpoints (binomially;
+    # cluster-2's pods are one gateway endpoint weighted by their number, as Envoy keeps one host per address)
+    ready = collections.Counter((p.service, p.cluster) for p in lab.pods() if p.ready)
+    assert gateway_weights(lab, "reviews") == [ready[("reviews", "cluster-2")]]
+    share, counts = shares(result)
+    for (caller, here, callee), crossing in share.items():
+        if callee in ("reviews", "ratings") and counts[(caller, here, callee)] >= 40:
+            there = ready[(callee, "cluster-2" if here == "cluster-1" else "cluster-1")]
+            expected, n = there / (there + ready[(callee, here)]), counts[(caller, here, callee)]
+            assert abs(crossing - expected) <= 4.5 * (expected * (1 - expected) / n) ** 0.5, (caller, here, callee, crossing)
+    print("\nshare crossing: " + ", ".join(f"{a} ({c}) -> {b}: {v:.0%} of {counts[(a, c, b)]}"
+                                         for (a, c, b), v in sorted(share.items()) if b in ("reviews", "ratings")))
     grew = {key for key, value in after.items() if value > before.get(key, 0)}
     assert grew == crossed, f"gateway bytes grew for {sorted(grew)}, traces crossed into {sorted(crossed)}"
     topo = diagrams.from_lab(lab, result)  # the diagram draws a gateway arrow only into clusters traffic entered
@@ -119,14 +155,11 @@ def test_the_legacy_service_outside_the_clusters_is_retried_through_its_service_
     assert Admin(frontend.admin_url).stats()[retries] - before >= 5
 
 
-def test_locality_failover_to_the_other_cluster_and_back(lab):
-    lab.apply(FAILOVER)
-    result = lab.traffic(n=100)
-    assert result.ok == 100 and {b["cluster"] for a, _, b in east_west(result) if b["service"] == "reviews"} == {"cluster-1"}
-    local = [p.name for p in lab.pods() if p.service == "reviews" and p.cluster == "cluster-1"]
+def failover(lab, fault) -> tuple[int, float | None]:
+    """Requests one after the other from the moment `fault()` is called until cluster-2 has answered reviews for a
+    second: (how many failed, seconds until cluster-2 first answered, or None)."""
     started = time.monotonic()
-    for name in local:
-        lab.kill(pod=name)
+    fault()
     failed, first_remote = 0, None
     while time.monotonic() - started < 20:
         status, cluster = reviews_cluster(lab.url)
@@ -135,6 +168,17 @@ def test_locality_failover_to_the_other_cluster_and_back(lab):
             first_remote = first_remote or time.monotonic() - started
             if time.monotonic() - started > first_remote + 1.0:
                 break
+    return failed, first_remote
+
+
+def test_locality_failover_to_the_other_cluster_and_back(lab):
+    took = lab.convergence(FAILOVER)  # a fleet: each cluster timed against its own revision
+    assert set(took.clusters) == {"cluster-1", "cluster-2"} and took.proxies, took
+    assert took.seconds == max(took.clusters.values()) < 10, took
+    result = lab.traffic(n=100)
+    assert result.ok == 100 and {b["cluster"] for a, _, b in east_west(result) if b["service"] == "reviews"} == {"cluster-1"}
+    local = [p.name for p in lab.pods() if p.service == "reviews" and p.cluster == "cluster-1"]
+    failed, first_remote = failover(lab, lambda: [lab.kill(pod=name) for name in local])
     assert first_remote is not None, "reviews never answered from cluster-2"
     print(f"\nfailover: {failed} failed requests, cluster-2 answered {first_remote * 1000:.0f} ms after the kill")
     assert failed <= 10
@@ -152,6 +196,13 @@ def test_locality_failover_to_the_other_cluster_and_back(lab):
     lab.restore()
     result = lab.traffic(n=100)
     assert result.ok == 100 and {b["cluster"] for a, _, b in east_west(result) if b["service"] == "reviews"} == {"cluster-1"}
+
+    # cluster-1's copy fails while its pods stay ready: only ejection moves the calls, each ejection at once
+    failed, first_remote = failover(lab, lambda: lab.backend.inject("reviews", errors=1.0, cluster="cluster-1"))
+    lab.restore()
+    print(f"failing while ready: {failed} failed requests, cluster-2 answered {(first_remote or 0) * 1000:.0f} ms "
+          "after the fault")
+    assert first_remote is not None and failed <= 6 and first_remote < 2.0  # 1 s merge window: ~50 failed
 
 
 def test_down_removes_both_clusters_and_the_legacy_process(lab, no_leaks):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from google.protobuf import json_format
 
@@ -21,6 +23,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 
 from meshlab.controlplane import envoy_check, model, snapshot
+from meshlab.controlplane.translate import endpoints
 
 MESSAGES = {snapshot.LISTENER_TYPE: listener_pb2.Listener, snapshot.ROUTE_TYPE: route_pb2.RouteConfiguration,
             snapshot.CLUSTER_TYPE: cluster_pb2.Cluster, snapshot.ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment}
@@ -156,20 +159,87 @@ def test_gateway_node_id_is_a_router_id():
 
 # ---- EDS across networks ----
 
-def test_remote_endpoints_are_one_gateway_endpoint_per_locality_weighted_by_count():
+def test_a_remote_network_is_one_gateway_endpoint_weighted_by_its_pods_in_their_shared_locality():
     snaps = snaps_of(two([reviews_dr()]))
     frontend = snaps[node_of(snaps, "frontend")]
     groups = endpoints_of(frontend, f"outbound|9080||{FQDN}")
     assert flat(groups) == [("127.21.1.13", 15006, 1, 0, "region-1", "zone-1a"),
                             ("127.21.1.14", 15006, 1, 0, "region-1", "zone-1b"),
                             ("127.21.1.15", 15006, 1, 0, "region-1", "zone-1b"),
-                            ("127.22.0.1", 15443, 1, 0, "region-2", "zone-2b"),
-                            ("127.22.0.1", 15443, 2, 0, "region-2", "zone-2a")]
+                            ("127.22.0.1", 15443, 3, 0, "region-2", "")]  # 3 pods in zone-2a and zone-2b
     gateway = [e for g in groups for e in g["lb_endpoints"] if e["endpoint"]["address"]["socket_address"]["port_value"] == 15443]
     assert all(e["metadata"] == {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"}}} for e in gateway)
-    assert [g["load_balancing_weight"] for g in groups] == [1, 2, 2, 1]
-    v2 = flat(endpoints_of(frontend, f"outbound|9080|v2|{FQDN}"))
+    assert [g["load_balancing_weight"] for g in groups] == [1, 2, 3]
+    v2 = flat(endpoints_of(frontend, f"outbound|9080|v2|{FQDN}"))  # one remote pod: its own locality
     assert v2 == [("127.21.1.14", 15006, 1, 0, "region-1", "zone-1b"), ("127.22.0.1", 15443, 1, 0, "region-2", "zone-2a")]
+
+
+def address_counts(snaps):
+    """Every (proxy, cluster, address) that a ClusterLoadAssignment lists more than once."""
+    out = []
+    for node, snap in snaps.items():
+        for name, cla in snap.resources[snapshot.ENDPOINT_TYPE].items():
+            seen = Counter(str(e["endpoint"]["address"]) for g in cla["endpoints"] for e in g["lb_endpoints"])
+            out += [(node, name, address) for address, n in seen.items() if n > 1]
+    return out
+
+
+def test_no_endpoint_address_appears_twice_in_one_assignment():
+    """Envoy would keep only the first copy (and its weight) of a repeated address."""
+    for build in MODELS.values():
+        assert address_counts(snaps_of(build())) == []
+
+
+def remote_pod(name, network="network-2", zone="zone-2a", region="region-2", ready=True, injected=True, ip=None):
+    return model.Pod(name, "default", ip or f"10.2.0.{len(name)}", "node-1", model.freeze({"app": "reviews"}),
+                     model.freeze({}), "shop-reviews", ready, injected, model.freeze({"http": 9080}),
+                     cluster=f"c-{network}", network=network, locality=model.Locality(region, zone))
+
+
+def gateway_pod(name, network="network-2", address="10.9.0.1", ready=True):
+    return model.Pod(name, "mesh-system", address, "node-1", model.freeze({"istio": "eastwestgateway"}),
+                     model.freeze({}), "gw", ready, False, model.freeze({"tls": 15443}), cluster=f"c-{network}",
+                     network=network)
+
+
+PORT = model.ServicePort("http", 9080, 9080)
+R2 = model.Locality("region-2")
+
+
+@pytest.mark.parametrize("pods,gateways,expected", [
+    ([remote_pod("a", zone="zone-2a"), remote_pod("bb", zone="zone-2b"), remote_pod("ccc", zone="zone-2c")],
+     [gateway_pod("gw")], [(R2, "10.9.0.1", 15443, 3)]),
+    ([remote_pod("a"), remote_pod("bb")], [gateway_pod("gw")], [(model.Locality("region-2", "zone-2a"), "10.9.0.1", 15443, 2)]),
+    ([remote_pod("a", region="region-2"), remote_pod("bb", region="region-3", zone="zone-3a")], [gateway_pod("gw")],
+     [(model.Locality(), "10.9.0.1", 15443, 2)]),  # a network over two regions: no locality in common
+    ([remote_pod("a"), remote_pod("bb", zone="zone-2b"), remote_pod("ccc")],
+     [gateway_pod("gw-1"), gateway_pod("gw-2", address="10.9.0.2")],
+     [(R2, "10.9.0.1", 15443, 2), (R2, "10.9.0.2", 15443, 1)]),  # split over the gateways, one endpoint each
+    ([remote_pod("a"), remote_pod("bb", ready=False), remote_pod("ccc", injected=False)], [gateway_pod("gw")],
+     [(model.Locality("region-2", "zone-2a"), "10.9.0.1", 15443, 1)]),
+    ([remote_pod("a")], [gateway_pod("gw", ready=False)], []),  # no ready gateway: unreachable, dropped
+    ([remote_pod("a"), remote_pod("bb", network="network-3", region="region-3", zone="zone-3a")],
+     [gateway_pod("gw"), gateway_pod("gw-3", network="network-3", address="10.9.3.1")],
+     [(model.Locality("region-2", "zone-2a"), "10.9.0.1", 15443, 1), (model.Locality("region-3", "zone-3a"), "10.9.3.1", 15443, 1)]),
+    ([remote_pod("a", network="network-1", ip="10.1.0.7")], [], [(model.Locality("region-2", "zone-2a"), "10.1.0.7", 15006, 1)]),
+])
+def test_remote_endpoints_table(pods, gateways, expected):
+    m = model.Model(1, (), (), (), cluster="c-1", network="network-1", remote_pods=tuple(pods) + tuple(gateways))
+    got = endpoints.remote_endpoints(m, pods, PORT, {})
+    assert [(loc, e["endpoint"]["address"]["socket_address"]["address"],
+             e["endpoint"]["address"]["socket_address"]["port_value"], e.get("load_balancing_weight", 1))
+            for loc, e in got] == expected
+    assert all(e["metadata"] == endpoints.ISTIO_TLS for _, e in got)
+
+
+@pytest.mark.parametrize("localities,expected", [
+    ([model.Locality("r", "z", "s")], model.Locality("r", "z", "s")),
+    ([model.Locality("r", "z", "s"), model.Locality("r", "z", "t")], model.Locality("r", "z")),
+    ([model.Locality("r", "z"), model.Locality("r", "y")], model.Locality("r")),
+    ([model.Locality("r", "z"), model.Locality("q", "z")], model.Locality()),
+])
+def test_shared_locality(localities, expected):
+    assert endpoints.shared_locality(localities) == expected
 
 
 def test_clusters_to_remote_services_carry_istio_sni_and_every_cluster_identity():
@@ -209,20 +279,21 @@ def test_without_outlier_detection_every_locality_is_priority_zero():
 
 
 @pytest.mark.parametrize("policy,expected", [
-    (OUTLIER, {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 1, ("region-2", "zone-2a"): 2, ("region-2", "zone-2b"): 2}),
+    (OUTLIER, {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 1, ("region-2", ""): 2}),
     ({**OUTLIER, "loadBalancer": {"localityLbSetting": {"failover": [{"from": "region-1", "to": "region-2"}]}}},
-     {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 1, ("region-2", "zone-2a"): 2, ("region-2", "zone-2b"): 2}),
+     {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 1, ("region-2", ""): 2}),
     ({**OUTLIER, "loadBalancer": {"localityLbSetting": {"enabled": False}}},
-     {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 0, ("region-2", "zone-2a"): 0, ("region-2", "zone-2b"): 0}),
+     {("region-1", "zone-1a"): 0, ("region-1", "zone-1b"): 0, ("region-2", ""): 0}),
 ])
 def test_failover_priorities_seen_from_frontend(policy, expected):
     snaps = snaps_of(two([reviews_dr(policy)]))
     frontend = snaps[node_of(snaps, "frontend")]
     groups = endpoints_of(frontend, f"outbound|9080||{FQDN}")
-    assert {(g["locality"]["region"], g["locality"]["zone"]): g.get("priority", 0) for g in groups} == expected
+    assert {(g["locality"]["region"], g["locality"].get("zone", "")): g.get("priority", 0) for g in groups} == expected
     cluster = frontend.resources[snapshot.CLUSTER_TYPE][f"outbound|9080||{FQDN}"]
-    assert ("common_lb_config" in cluster) == (policy["loadBalancer"]["localityLbSetting"].get("enabled", True)
-                                               if "loadBalancer" in policy else True)
+    assert ("locality_weighted_lb_config" in cluster["common_lb_config"]) == (
+        policy["loadBalancer"]["localityLbSetting"].get("enabled", True) if "loadBalancer" in policy else True)
+    assert cluster["common_lb_config"]["update_merge_window"] == "0s"  # outlierDetection: ejections act at once
 
 
 def test_distribute_moves_the_share_between_localities():
@@ -230,9 +301,8 @@ def test_distribute_moves_the_share_between_localities():
         {"from": "region-1/zone-1a/*", "to": {"region-1/*": 20, "region-2/*": 80}}]}}}
     snaps = snaps_of(two([reviews_dr(policy)]))
     groups = endpoints_of(snaps[node_of(snaps, "frontend")], f"outbound|9080||{FQDN}")
-    weights = {(g["locality"]["region"], g["locality"]["zone"]): g["load_balancing_weight"] for g in groups}
-    assert weights == {("region-1", "zone-1a"): 7, ("region-1", "zone-1b"): 14, ("region-2", "zone-2a"): 54,
-                       ("region-2", "zone-2b"): 27}
+    weights = {(g["locality"]["region"], g["locality"].get("zone", "")): g["load_balancing_weight"] for g in groups}
+    assert weights == {("region-1", "zone-1a"): 7, ("region-1", "zone-1b"): 14, ("region-2", ""): 80}
     assert {g.get("priority", 0) for g in groups} == {0}
 
 
@@ -265,6 +335,33 @@ def test_the_peer_gateway_serves_its_own_pods():
     reviews = snaps[node_of(snaps, "reviews-v1")]  # cluster-2's reviews reach cluster-1's ratings through its gateway
     assert ("127.21.0.1", 15443, 2, 0, "region-1", "zone-1a") in flat(
         endpoints_of(reviews, "outbound|9080||ratings.default.svc.cluster.local"))
+
+
+def only_in_cluster_2(defined_in_cluster_1: bool):
+    """Both clusters' payloads with an app `ledger` whose only pod runs in cluster-2."""
+    remote = payload(CLUSTER_2, [service("ledger")])
+    remote["pods"].append({"name": "ledger-v1-0", "namespace": "default", "ip": "127.22.1.50", "node": "node-2",
+                           "labels": {"app": "ledger"}, "annotations": {}, "service_account": "shop-ledger",
+                           "ready": True, "injected": True, "ports": {"http": 9080}})
+    return payload(CLUSTER_1, [service("ledger")] if defined_in_cluster_1 else []), remote
+
+
+@pytest.mark.parametrize("defined_in_cluster_1", [True, False])
+def test_a_service_with_pods_only_in_the_peer_is_reached_through_its_gateway(defined_in_cluster_1):
+    local, remote = only_in_cluster_2(defined_in_cluster_1)
+    name, host = "outbound|9080||ledger.default.svc.cluster.local", "ledger.default.svc.cluster.local:9080"
+    snaps = snaps_of(model.from_watches(local, [remote]))
+    frontend = snaps[node_of(snaps, "frontend")]
+    assert host in [v["name"] for v in frontend.resources[snapshot.ROUTE_TYPE]["9080"]["virtual_hosts"]]
+    assert frontend.resources[snapshot.CLUSTER_TYPE][name]["transport_socket_matches"][0]["transport_socket"][
+        "typed_config"]["sni"] == "outbound_.9080_._.ledger.default.svc.cluster.local"
+    assert flat(endpoints_of(frontend, name)) == [("127.22.0.1", 15443, 1, 0, "region-2", "zone-2b")]
+    peer = model.from_watches(remote, [local])  # cluster-2's gateway has the chain and the pod behind it
+    gw = snaps_of(peer)[peer.pod("istio-eastwestgateway-0", "mesh-system").node_id]
+    sni_name = "outbound_.9080_._.ledger.default.svc.cluster.local"
+    chains = gw.resources[snapshot.LISTENER_TYPE]["0.0.0.0_15443"]["filter_chains"]
+    assert sni_name in {c["filter_chain_match"]["server_names"][0] for c in chains}
+    assert flat(endpoints_of(gw, sni_name)) == [("127.22.1.50", 15006, 1, 0, "region-2", "zone-2b")]
 
 
 # ---- every snapshot ----

@@ -210,6 +210,19 @@ def test_translate_outlier_detection(outlier, expected):
     assert clusters.translate_outlier_detection(outlier) == expected
 
 
+@pytest.mark.parametrize("policy,expected", [
+    ({}, None),
+    ({"loadBalancer": {"simple": "ROUND_ROBIN"}}, None),
+    ({"outlierDetection": {"consecutive5xxErrors": 1}, "loadBalancer": {"localityLbSetting": {"enabled": False}}},
+     {"update_merge_window": "0s"}),
+    ({"outlierDetection": {"consecutive5xxErrors": 1}},  # Istio's mesh default turns locality LB on
+     {"update_merge_window": "0s", "locality_weighted_lb_config": {}}),
+])
+def test_eds_cluster_common_lb_config(policy, expected):
+    """Ejections reach the load balancer at once (no 1 s merge window), and locality LB when it is in effect."""
+    assert clusters.eds_cluster(c("v1"), policy, ()).get("common_lb_config") == expected
+
+
 def test_translate_tls_modes():
     name = c("v1")
     auto = clusters.translate_tls(None, name, (SPIFFE_REVIEWS,))

@@ -40,8 +40,13 @@ def kind_backend(runner) -> kind.KindBackend:
     return kind.KindBackend("t1", runner=runner, edge_port=30123, progress=lambda m: None)
 
 
-def kube_backend(runner) -> kube.KubeBackend:
-    return kube.KubeBackend("ann", context="class", runner=runner, progress=lambda m: None)
+KUBE_NS = "meshlab-ann-shop"  # learner ann's namespace for lab shop, labelled for her
+OWN = json.dumps({"meshlab.io/owned": "true", "meshlab.io/learner": "ann", "meshlab.io/lab": "shop"})
+
+
+def kube_backend(runner, progress=lambda m: None) -> kube.KubeBackend:
+    runner.on("get", "namespace", KUBE_NS, stdout=OWN)
+    return kube.KubeBackend("shop", learner="ann", context="class", runner=runner, progress=progress)
 
 
 # ---- the trace EnvoyFilter and the objects meshlab applies ---------------------------------------
@@ -169,12 +174,13 @@ def test_install_mesh_on_kube_finds_istiod_and_stamps_traces_in_the_lab_namespac
     runner.on("get", "configmap", "istio", stdout="defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"
                                                   "rootNamespace: istio-system\n")
     said = []
-    backend = kube.KubeBackend("ann", context="class", runner=runner, progress=said.append)
+    backend = kube_backend(runner, said.append)
     backend.install_mesh()
-    assert runner.argvs == [KUBE + ["-n", "istio-system", "get", "deployment", "istiod", "-o", "json"],
+    assert runner.argvs == [KUBE + ["get", "namespace", KUBE_NS, "-o", "jsonpath={.metadata.labels}"],
+                            KUBE + ["-n", "istio-system", "get", "deployment", "istiod", "-o", "json"],
                             KUBE + ["-n", "istio-system", "get", "configmap", "istio", "-o", "jsonpath={.data.mesh}"],
-                            KUBE + ["-n", "meshlab-ann", "apply", "-f", "-"]]
-    assert manifests.load(runner.inputs("apply")[0]) == [istio.trace_filter("meshlab-ann")]
+                            KUBE + ["-n", KUBE_NS, "apply", "-f", "-"]]
+    assert manifests.load(runner.inputs("apply")[0]) == [istio.trace_filter(KUBE_NS)]
     assert backend.istio_found() == istio.IstioFound("istio-system", "", "1.30.1")
     assert "root namespace is istio-system" in said[1]
 
@@ -186,7 +192,7 @@ def test_find_a_revision_only_install_and_label_the_namespace_for_it():
     backend = kube_backend(runner)
     backend.install_mesh()
     assert KUBE + ["get", "deployments", "-A", "-l", "app=istiod", "-o", "json"] in runner.argvs
-    assert KUBE + ["label", "namespace", "meshlab-ann", "istio.io/rev=canary", "--overwrite"] in runner.argvs
+    assert KUBE + ["label", "namespace", KUBE_NS, "istio.io/rev=canary", "--overwrite"] in runner.argvs
     assert backend.istio_found() == istio.IstioFound("istio-canary", "canary", "1.30.3")
 
 
@@ -226,7 +232,7 @@ def test_backend_proxy_status_runs_istioctl_for_its_namespace(state_home):
     backend.remember_istio(istio.IstioFound("istio-canary", "canary", "1.30.3"))
     status = backend.proxy_status()
     assert runner.argvs[-1] == ["istioctl", "proxy-status", "--context", "class", "-i", "istio-canary", "-o", "json",
-                                "-n", "meshlab-ann", "--revision", "canary"]
+                                "-n", KUBE_NS, "--revision", "canary"]
     assert status["version"] == "1.30.3" and len(status["proxies"]) == 3
     kind_runner = FakeRunner().on("istioctl", "proxy-status", stdout=PROXY_STATUS_JSON)
     on_kind = kind_backend(kind_runner)

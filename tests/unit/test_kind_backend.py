@@ -9,7 +9,7 @@ import yaml
 from test_kube_backend import SHOP_PODS, FakeRunner, items, pod
 
 from meshlab import manifests
-from meshlab.backends import cluster, kind, kindfaults
+from meshlab.backends import cluster, kind, kindfaults, traefik
 from meshlab.backends.base import MeshlabError
 
 CLUSTER, CTX, PORT = "meshlab-t1", "kind-meshlab-t1", 30123
@@ -50,7 +50,9 @@ def test_up_creates_the_cluster_installs_the_edge_and_waits(runner, state_home):
         ["kind", "get", "clusters"],
         CREATE,
         INSPECT,
+        KUBECTL + ["apply", "-f", "-"],  # the owner record (kindclean.owner_record)
         KUBECTL + ["wait", "--for=condition=Ready", "node", "--all", "--timeout=180s"],
+        ["docker", "exec", f"{CLUSTER}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", traefik.IMAGE],
         KUBECTL + ["apply", "-f", "-"],
         KUBECTL + ["-n", "meshlab-system", "rollout", "status", "deployment/edge", "--timeout=240s"],
     ]
@@ -73,7 +75,7 @@ def test_cluster_config_maps_the_edge_port_and_labels_every_node(runner):
 
 def test_edge_objects_applied_on_kind_are_valid_and_bind_host_port_80(runner):
     make(runner).up(nodes=2)
-    docs = list(yaml.safe_load_all(runner.inputs("apply")[0]))
+    docs = list(yaml.safe_load_all(runner.inputs("apply")[-1]))
     manifests.validate(docs, "kind edge")
     assert docs[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "meshlab-system", "labels": {"app.kubernetes.io/name": "meshlab-edge", "app.kubernetes.io/managed-by": "meshlab"}}}
@@ -121,6 +123,20 @@ def test_up_reuses_its_own_cluster(runner, state_home):
     runner.on("kind", "get", "clusters", stdout="meshlab-t1\n")
     make(runner).up(nodes=2)
     assert CREATE not in runner.argvs and runner.argvs[-1][-3:] == ["status", "deployment/edge", "--timeout=240s"]
+
+
+def test_a_smaller_stage_reuses_a_bigger_cluster(runner, state_home, monkeypatch):
+    from meshlab import settle, stages
+    from meshlab.lab import Lab
+
+    monkeypatch.setattr(settle, "settle", lambda lab: True)
+    marker(state_home, control_plane_id="cp-id-1", nodes=stages.nodes_for(3, "kind"))  # stage 3's four nodes
+    runner.on("kind", "get", "clusters", stdout="meshlab-t1\n")
+    said = []
+    Lab("t1", backend="kind", runner=runner, edge_port=PORT, progress=said.append).up(stage=1, quiet=True)
+    assert CREATE not in runner.argvs and DELETE not in runner.argvs
+    assert "[kind] reusing kind cluster meshlab-t1" in said
+    assert json.loads((state_home / "kind" / f"{CLUSTER}.json").read_text())["nodes"] == 4
 
 
 def test_up_creates_a_too_small_cluster_again_in_the_new_shape(runner, state_home):
@@ -211,7 +227,8 @@ def test_entrypoint_is_the_mapped_edge_port_once_there_is_an_ingress(runner, sta
 def test_apply_lets_each_object_choose_its_namespace(runner):
     docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}]
     assert make(runner).apply(docs) == ["ConfigMap/c"]
-    assert runner.argvs == [KUBECTL + ["apply", "-f", "-"]]
+    # (a `kubectl get` first looks for the pods that mount the ConfigMap: configreload.py)
+    assert [a for a in runner.argvs if "get" not in a] == [KUBECTL + ["apply", "-f", "-"]]
 
 
 # ---- faults and logs ---------------------------------------------------------------------------------
@@ -225,7 +242,8 @@ def test_kill_node_stops_its_container_and_restore_starts_it(runner, state_home)
     runner.on("get", "pods", stdout=items(SHOP_PODS[0], WORKER_POD))
     backend = make(runner)
     assert backend.kill(node="meshlab-t1-worker") == ["ratings-v1-eee"]
-    assert runner.argvs[-1] == ["docker", "stop", "meshlab-t1-worker"]
+    assert runner.argvs[-3:-1] == [KUBECTL + ["cordon", "meshlab-t1-worker"], ["docker", "stop", "meshlab-t1-worker"]]
+    assert runner.argvs[-1][:8] == KUBECTL + ["-n", "default", "delete", "pod", "ratings-v1-eee"]  # test_kind_faults.py
     with pytest.raises(MeshlabError, match="refusing to stop meshlab-t1-control-plane"):
         backend.kill(node="meshlab-t1-control-plane")
     with pytest.raises(MeshlabError, match="no node nope"):
@@ -235,7 +253,9 @@ def test_kill_node_stops_its_container_and_restore_starts_it(runner, state_home)
     assert ["docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster=meshlab-t1", "--filter", "status=exited",
             "--format", "{{.Names}}"] in runner.argvs
     started = runner.argvs.index(["docker", "start", "meshlab-t1-worker"])
-    assert runner.argvs[started + 1] == KUBECTL + ["wait", "--for=condition=Ready", "node/meshlab-t1-worker", "--timeout=180s"]
+    assert runner.argvs[started + 1:started + 3] == [
+        KUBECTL + ["uncordon", "meshlab-t1-worker"],
+        KUBECTL + ["wait", "--for=condition=Ready", "node/meshlab-t1-worker", "--timeout=180s"]]
 
 
 def test_kill_proxy_freezes_it_from_the_node_until_restore(runner, state_home):

@@ -13,7 +13,8 @@ from meshlab.backends import cluster, kube, kubectl, traefik
 from meshlab.backends.base import MeshlabError
 
 CTX = "class-cluster"
-NS = "meshlab-ann"
+NS = "meshlab-ann-shop"
+MINE = json.dumps({"meshlab.io/learner": "ann", "meshlab.io/lab": "shop", "meshlab.io/owned": "true"})
 
 
 class FakeRunner:
@@ -89,11 +90,17 @@ def state_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def runner():
-    return FakeRunner()
+    """A cluster on which ann's namespace for lab `shop` exists (made by meshlab, labelled for her)."""
+    return FakeRunner().on("get", "namespace", NS, stdout=MINE)
 
 
-def make(runner, progress=None) -> kube.KubeBackend:
-    return kube.KubeBackend("ann", context=CTX, runner=runner, progress=progress or (lambda m: None))
+def make(runner, progress=None, learner="ann", lab="shop") -> kube.KubeBackend:
+    return kube.KubeBackend(lab, learner=learner, context=CTX, runner=runner, progress=progress or (lambda m: None))
+
+
+def work(runner) -> list[list[str]]:
+    """The commands run, without the look at the namespace's labels that precedes using it."""
+    return [a for a in runner.argvs if a[3:5] != ["get", "namespace"]]
 
 
 # ---- kubectl.py: parsing ---------------------------------------------------------------------------
@@ -178,24 +185,27 @@ def test_traefik_rbac_is_namespaced_except_cluster_scoped_kinds():
 
 def test_context_defaults_to_kubectls_current_one(runner):
     runner.on("config", "current-context", stdout="teacher\n")
-    backend = kube.KubeBackend("ann", runner=runner)
+    backend = kube.KubeBackend("shop", learner="ann", runner=runner)
     assert backend.kubectl.context == "teacher" and backend.namespace == NS
     with pytest.raises(MeshlabError, match="learner name"):
-        kube.KubeBackend("Ann_1", context=CTX, runner=runner)
+        kube.KubeBackend("shop", learner="Ann_1", context=CTX, runner=runner)
 
 
 def test_up_creates_an_owned_namespace_then_the_edge(runner):
-    runner.on("get", "namespace", stderr='Error from server (NotFound): namespaces "meshlab-ann" not found', rc=1)
+    runner.on("get", "namespace", stderr='Error from server (NotFound): namespaces "meshlab-ann-shop" not found', rc=1)
     make(runner).up(nodes=3)
     base = ["kubectl", "--context", CTX]
     assert runner.argvs == [
         base + ["get", "namespace", NS, "-o", "jsonpath={.metadata.labels}"],
         base + ["apply", "-f", "-"],
+        base + ["get", "clusterrole/meshlab-edge", f"clusterrolebinding/meshlab-edge-{NS}", "ingressclass/edge",
+                "-o", "name", "--ignore-not-found"],
         base + ["apply", "-f", "-"],
         base + ["-n", NS, "rollout", "status", "deployment/edge", "--timeout=240s"],
     ]
     namespace_doc, edge_docs = (list(yaml.safe_load_all(i)) for i in runner.inputs("apply"))
-    assert namespace_doc[0]["metadata"] == {"name": NS, "labels": {"meshlab.io/owned": "true", "meshlab.io/learner": "ann"}}
+    assert namespace_doc[0]["metadata"] == {"name": NS, "labels": {
+        "meshlab.io/owned": "true", "meshlab.io/learner": "ann", "meshlab.io/lab": "shop"}}
     manifests.validate(namespace_doc + edge_docs, "kube up")
     assert {d["metadata"].get("namespace") for d in edge_docs if d["kind"] in ("Deployment", "Role")} == {NS}
     assert not any(a[0] in ("kind", "docker") for a in runner.argvs)
@@ -220,24 +230,27 @@ def test_apply_and_delete_pin_the_learners_namespace(runner):
     backend = make(runner)
     assert backend.apply(docs) == ["ConfigMap/c"]
     backend.delete(docs)
-    assert runner.argvs == [["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"],
-                            ["kubectl", "--context", CTX, "-n", NS, "delete", "--ignore-not-found", "--wait=false", "-f", "-"]]
-    assert yaml.safe_load(runner.calls[0][1]) == docs[0]
+    assert [a for a in work(runner) if a[5] in ("apply", "delete")] == [
+        ["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"],
+        ["kubectl", "--context", CTX, "-n", NS, "delete", "--ignore-not-found", "--wait=false", "-f", "-"]]
+    assert len(runner.argvs) - len(work(runner)) == 1  # the namespace was checked once
+    assert yaml.safe_load(runner.inputs("apply")[0]) == docs[0]
 
 
-@pytest.mark.parametrize("stage", [2, 3, 4])
+@pytest.mark.parametrize("stage", [2, 4])
 def test_a_stage_goes_into_the_learners_namespace_unchanged(runner, stage):
     from meshlab import stages
 
     docs = stages.documents(stage)
-    make(runner).apply(docs)
-    assert runner.argvs == [["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"]]
-    sent = list(yaml.safe_load_all(runner.calls[0][1]))
+    backend = make(runner)
+    backend.check_envoy = lambda *args, **kwargs: None  # `envoy --mode validate` before apply: the cluster backend's tests
+    backend.apply(docs)
+    assert ["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"] in work(runner)
+    sent = list(yaml.safe_load_all(runner.inputs("apply")[0]))
     assert sent == docs and not [d for d in sent if "namespace" in d["metadata"]]  # kubectl -n refuses another one
 
 
 def test_down_deletes_only_its_own_namespace_and_binding(runner):
-    runner.on("get", "namespace", stdout='{"meshlab.io/learner":"ann","meshlab.io/owned":"true"}')
     make(runner).down()
     base = ["kubectl", "--context", CTX]
     assert runner.argvs[1:] == [base + ["delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"],
@@ -362,7 +375,7 @@ def test_kill_an_istio_sidecar_asks_its_agent_to_quit(runner):
 def test_the_shared_control_plane_is_not_the_learners_to_kill(runner, name):
     with pytest.raises(MeshlabError, match="shares istiod with the whole class"):
         make(runner).kill(pod=name)
-    assert runner.argvs == []
+    assert work(runner) == []
 
 
 def test_restart_stays_in_the_learners_namespace(runner):
@@ -371,7 +384,7 @@ def test_restart_stays_in_the_learners_namespace(runner):
     runner.on("get", "deployment", "frontend-v1", stdout=deployment("frontend-v1", NS, "python:3.12-slim"))
     runner.on("get", "pods", "-l", stdout=items(injected("frontend-v1-new", "frontend", "v1", namespace=NS)))
     assert make(runner).restart("deploy/frontend-v1") == ["frontend-v1-new"]
-    assert runner.argvs[:2] == [KUBE + ["rollout", "restart", "deployment/frontend-v1"],
+    assert work(runner)[:2] == [KUBE + ["rollout", "restart", "deployment/frontend-v1"],
                                 KUBE + ["rollout", "status", "deployment/frontend-v1", "--timeout=60s"]]
     with pytest.raises(MeshlabError, match="not this lab's"):
         make(runner).restart("default/deployment/frontend-v1")
@@ -416,3 +429,144 @@ def test_watch_lists_at_once_then_waits_for_a_change(runner):
     runner.on("get", clustermesh.ISTIO_KINDS, stderr='error: the server doesn\'t have a resource type', rc=1)
     changed = backend.watch(since=1, timeout=5)
     assert changed["revision"] == 2 and [o["kind"] for o in changed["objects"]] == ["Service"]
+
+
+# ---- learners on one cluster, and a class ------------------------------------------------------------
+
+BOB_LABELS = json.dumps({"meshlab.io/learner": "bob", "meshlab.io/lab": "shop", "meshlab.io/owned": "true"})
+CLASS = json.dumps({"meshlab.io/learner": "ann", "meshlab.io/lab": "shop", "meshlab.io/owned": "true",
+                    "meshlab.io/class": "true", "pod-security.kubernetes.io/enforce": "baseline"})
+FORBIDDEN = 'Error from server (Forbidden): namespaces is forbidden: User "ann" cannot create resource "namespaces"'
+
+
+def test_two_learners_running_the_same_lab_get_different_namespaces():
+    ann, bob = make(FakeRunner()), make(FakeRunner(), learner="bob")
+    assert (ann.namespace, bob.namespace) == ("meshlab-ann-shop", "meshlab-bob-shop")
+    assert ann.state.path != bob.state.path
+    with pytest.raises(MeshlabError, match="73 characters; Kubernetes allows 63"):
+        make(FakeRunner(), learner="a" * 32, lab="b" * 32)
+
+
+def test_lab_passes_the_learner_to_the_kube_backend_only(monkeypatch):
+    from meshlab import lab as meshlab_lab
+
+    monkeypatch.setenv("MESHLAB_LEARNER", "carol")
+    lab = meshlab_lab.Lab("shop", backend="kube", learner="ann", context=CTX, runner=FakeRunner())
+    assert (lab.backend.learner, lab.backend.namespace) == ("ann", NS)
+    assert meshlab_lab.make_backend("kube", "shop", context=CTX, runner=FakeRunner()).namespace == "meshlab-carol-shop"
+    kind = meshlab_lab.make_backend("kind", "shop", clusters=False, learner="ann", runner=FakeRunner())
+    assert kind.namespace == "default"  # learner= means nothing on a cluster of one's own
+
+
+@pytest.mark.parametrize("action", ["up", "apply", "down", "kill", "inject"])
+def test_another_learners_namespace_is_never_used_or_deleted(action):
+    """ann (lab x-shop) and ann-x (lab shop) would share meshlab-ann-x-shop: the labels tell them apart."""
+    runner = FakeRunner().on("get", "namespace", "meshlab-ann-x-shop", stdout=json.dumps(
+        {"meshlab.io/learner": "ann-x", "meshlab.io/lab": "shop", "meshlab.io/owned": "true"}))
+    backend = make(runner, lab="x-shop")
+    assert backend.namespace == "meshlab-ann-x-shop"
+    call = {"up": backend.up, "down": backend.down, "kill": lambda: backend.kill(pod="frontend"),
+            "apply": lambda: backend.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}]),
+            "inject": lambda: backend.inject("reviews", errors=0.5)}[action]
+    with pytest.raises(MeshlabError, match=r"^namespace meshlab-ann-x-shop belongs to learner ann-x, not ann \(hint: "
+                                           r"set MESHLAB_LEARNER"):
+        call()
+    assert work(runner) == []  # nothing applied, deleted, exec'd or even listed there
+
+
+def test_a_namespace_of_the_same_learner_but_another_lab_is_refused():
+    runner = FakeRunner().on("get", "namespace", NS, stdout=json.dumps(
+        {"meshlab.io/learner": "ann", "meshlab.io/lab": "other", "meshlab.io/owned": "true"}))
+    with pytest.raises(MeshlabError, match="belongs to lab other of learner ann, not lab shop"):
+        make(runner).up()
+    assert work(runner) == []
+
+
+def test_down_deletes_the_learners_own_namespace_only_and_leaves_bobs_alone():
+    cluster = FakeRunner().on("get", "namespace", NS, stdout=MINE).on("get", "namespace", "meshlab-bob-shop", stdout=BOB_LABELS)
+    make(cluster).down()
+    deleted = [a for a in cluster.argvs if "delete" in a]
+    assert deleted == [["kubectl", "--context", CTX, "delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"],
+                       ["kubectl", "--context", CTX, "delete", "clusterrolebinding", f"meshlab-edge-{NS}", "--ignore-not-found"]]
+    assert not [a for a in cluster.argvs if "meshlab-bob-shop" in " ".join(a)]
+
+
+def test_up_in_a_class_namespace_creates_only_namespaced_objects(runner):
+    runner.on("get", "namespace", NS, stdout=CLASS).on("get", "ingressclass/edge", stdout="ingressclass.networking.k8s.io/edge\n")
+    make(runner).up()
+    base = ["kubectl", "--context", CTX]
+    assert runner.argvs == [base + ["get", "namespace", NS, "-o", "jsonpath={.metadata.labels}"],
+                            base + ["get", "ingressclass/edge", "-o", "name", "--ignore-not-found"],
+                            base + ["apply", "-f", "-"],
+                            base + ["-n", NS, "rollout", "status", "deployment/edge", "--timeout=240s"]]
+    sent = list(yaml.safe_load_all(runner.inputs("apply")[0]))
+    assert sorted(kubectl.ref(d) for d in sent) == ["ConfigMap/edge-trace", "Deployment/edge", "Service/edge"]
+    assert {d["metadata"]["namespace"] for d in sent} == {NS}
+    manifests.validate(sent, "class edge")
+
+
+def test_down_in_a_class_namespace_empties_it_and_keeps_the_instructors_objects(runner):
+    runner.on("get", "namespace", NS, stdout=CLASS)
+    make(runner).down()
+    assert work(runner) == [
+        KUBE + ["delete", kube.EMPTY_KINDS, "-l", "!meshlab.io/class", "--field-selector",
+                "metadata.name!=default,metadata.name!=kube-root-ca.crt", "--ignore-not-found", "--wait=false"],
+        KUBE + ["delete", kube.ISTIO_OBJECTS, "--all", "--ignore-not-found", "--wait=false"]]
+    assert not [a for a in runner.argvs if ("delete" in a and "namespace" in a) or "clusterrolebinding" in a]
+
+
+@pytest.mark.parametrize("where", ["namespace", "cluster-objects", "ingressclass"])
+def test_a_learner_without_cluster_rights_is_sent_to_the_instructor(runner, where):
+    if where == "namespace":  # no namespace yet, and no right to create one
+        runner.on("get", "namespace", NS, stderr="Error from server (NotFound): namespaces not found", rc=1)
+        runner.on("apply", stderr=FORBIDDEN, rc=1)
+        expected = rf"^you may not create Namespace/{NS} on cluster {CTX}: Error from server \(Forbidden\)"
+    elif where == "cluster-objects":  # a namespace of one's own, but no right to read the edge's cluster objects
+        runner.on("get", "clusterrole/meshlab-edge", stderr='Error from server (Forbidden): clusterroles.rbac... is forbidden', rc=1)
+        expected = rf"^you may not read ClusterRole/meshlab-edge, ClusterRoleBinding/meshlab-edge-{NS}, IngressClass/edge"
+    else:  # a class's namespace, but the class's IngressClass is gone
+        runner.on("get", "namespace", NS, stdout=CLASS)
+        expected = rf"^IngressClass edge is missing on cluster {CTX}"
+    with pytest.raises(MeshlabError, match=expected) as caught:
+        make(runner).up()
+    assert "\n" not in str(caught.value)
+    assert caught.value.hint.startswith("ask your instructor to run `meshlab class setup` for learner ann and lab shop")
+    applied = [yaml.safe_load(stdin) for argv, stdin in runner.calls if "apply" in argv]
+    assert [d["kind"] for d in applied] == (["Namespace"] if where == "namespace" else [])  # no edge, nothing cluster-wide
+
+
+def test_an_object_the_learner_may_not_create_names_the_instructor(runner):
+    runner.on("apply", stderr='Error from server (Forbidden): error when creating "STDIN": clusterroles is forbidden', rc=1)
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "mine"}, "rules": []}
+    with pytest.raises(MeshlabError, match=r"^cell 3: kubectl apply: .*forbidden \(hint: ask your instructor"):
+        make(runner).apply([role], "cell 3")
+
+
+def test_stage_3_on_kube_reaches_the_node_proxy_through_a_local_service(runner):
+    from meshlab import stages
+    from meshlab.stages import pernode
+
+    said = []
+    backend = make(runner, said.append)
+    backend.check_envoy = lambda *args, **kwargs: None  # Envoy's own validation is tested with the cluster backend
+    refs = backend.apply(stages.documents(3), "stage 3")
+    sent = list(yaml.safe_load_all(runner.inputs("apply")[0]))
+    assert sent == pernode.documents(shared_nodes=True) and "Service/node-proxy-local" in refs
+    assert "hostPort" not in runner.inputs("apply")[0] and "status.hostIP" not in runner.inputs("apply")[0]
+    assert any("internalTrafficPolicy: Local" in m for m in said)
+    backend.delete([d for d in stages.documents(3) if d["kind"] == "DaemonSet"])  # the Service goes with the proxies
+    gone = list(yaml.safe_load_all(runner.inputs("delete")[0]))
+    assert [kubectl.ref(d) for d in gone] == ["DaemonSet/node-proxy", "Service/node-proxy-local"]
+
+
+def test_a_class_namespace_labelled_for_a_revision_only_istio_is_not_relabelled():
+    from istio_samples import deployment
+
+    labelled = json.dumps({**json.loads(CLASS), "istio.io/rev": "canary"})
+    runner = FakeRunner().on("get", "namespace", NS, stdout=labelled)
+    runner.on("get", "deployment", "istiod", stderr='Error from server (NotFound): not found', rc=1)
+    runner.on("get", "deployments", "-A", "-l", "app=istiod", stdout=items(json.loads(deployment(
+        "istiod", "istio-canary", "docker.io/istio/pilot:1.30.3", labels={"istio.io/rev": "canary"}))))
+    make(runner).install_mesh()
+    assert not [a for a in runner.argvs if "label" in a]  # the instructor labelled it; a learner may not
+    assert ["kubectl", "--context", CTX, "-n", NS, "apply", "-f", "-"] in runner.argvs  # the trace EnvoyFilter

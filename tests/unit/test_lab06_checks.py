@@ -234,7 +234,7 @@ class FakeLoad:
 class FakeFleet:
     """The shop on two clusters: where reviews answers from, and what killing cluster-1's copy does.
 
-    local: a locality rule is in effect (else reviews splits 3:1 between the clusters); switch: when
+    local: a locality rule is in effect (else reviews splits evenly: 3 pods in each cluster); switch: when
     cluster-1's copy is dead, cluster-2 answers (else nothing does: a `distribute` that keeps region-1);
     failures: requests that fail between the kill and the switch; back: after restore(), reviews comes home;
     rules: the DestinationRules stored; outage: the cluster killed whole, if any."""
@@ -264,7 +264,7 @@ class FakeFleet:
         """(cluster that answered reviews, ok) for one request."""
         self.served += 1
         if not self.dead:
-            return (C1 if self.local or self.served % 4 else C2), True
+            return (C1 if self.local or self.served % 2 else C2), True
         if self.failures > 0:
             self.failures -= 1
             return C1, False
@@ -345,6 +345,52 @@ def test_failover_typical_mistakes_fail_and_say_why(fleet, why, fake_load):
     result_ = failover_check(fleet, fake_load)
     assert not result_.ok
     assert why in result_.received
+
+
+def tuned(**outlier):
+    """GOOD_RULE with its outlierDetection changed (a value None removes the field)."""
+    fields = {**GOOD_RULE["spec"]["trafficPolicy"]["outlierDetection"], **outlier}
+    policy = {**GOOD_RULE["spec"]["trafficPolicy"], "outlierDetection": {k: v for k, v in fields.items() if v is not None}}
+    return {**GOOD_RULE, "spec": {**GOOD_RULE["spec"], "trafficPolicy": policy}}
+
+
+@pytest.mark.parametrize("rule, field, why", [
+    (tuned(consecutive5xxErrors=50), "consecutive5xxErrors", "is 50: a reviews pod that fails while it stays ready"),
+    (tuned(consecutive5xxErrors=5), "consecutive5xxErrors", "about 15 requests fail"),
+    (tuned(consecutive5xxErrors=None), "consecutive5xxErrors", "is 5 (not set: Istio's default)"),
+    (tuned(consecutive5xxErrors=0), "consecutive5xxErrors", "turns ejection on 5xx errors off"),
+    (tuned(consecutive5xxErrors="lots"), "consecutive5xxErrors", "write a small whole number"),
+    (tuned(interval="30s"), "interval", "is 30s: Envoy's detector sweeps"),
+    (tuned(interval="2m"), "interval", "is 120s"),
+    (tuned(interval="soon"), "interval", "write a duration"),
+    (tuned(maxEjectionPercent=None), "maxEjectionPercent", "is 10 (not set: Istio's default)"),
+    (tuned(maxEjectionPercent=50), "maxEjectionPercent", "at least 75"),
+])
+def test_badly_tuned_outlier_detection_is_refused_naming_the_field(rule, field, why, fake_load):
+    fleet = FakeFleet(local=True, rules=[rule])  # calls stay local and a kill would even fail over
+    result_ = failover_check(fleet, fake_load)
+    assert not result_.ok and f"outlierDetection.{field} " in result_.received and why in result_.received, result_
+    assert fleet.dead == set()  # judged from the rule: nothing killed
+
+
+@pytest.mark.parametrize("outlier", [
+    {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "30s", "maxEjectionPercent": 100},  # the solution
+    {"consecutive5xxErrors": 2, "interval": "500ms", "maxEjectionPercent": 75},
+    {"consecutive5xxErrors": 4, "interval": "10s", "maxEjectionPercent": 80, "consecutiveGatewayErrors": 1},
+    {"consecutive5xxErrors": 1, "maxEjectionPercent": 100},  # Istio's default interval, 10s, is short enough
+])
+def test_well_tuned_outlier_detection_is_judged_by_the_kill(outlier):
+    rule = {**GOOD_RULE, "spec": {**GOOD_RULE["spec"], "trafficPolicy": {
+        **GOOD_RULE["spec"]["trafficPolicy"], "outlierDetection": outlier}}}
+    assert lab06.judge_outlier([rule], local=3) is None
+    assert lab06.judge_outlier([rule], local=0) is None and lab06.judge_outlier([], local=3) is None
+    assert lab06.judge_outlier([NO_OUTLIER], local=3) is None  # judge_local says what is missing there
+
+
+@pytest.mark.parametrize("text, seconds", [("1s", 1.0), ("500ms", 0.5), ("1.5m", 90.0), ("2h", 7200.0), (" 10s ", 10.0),
+                                           ("10", None), ("s", None), (None, None), (3, None)])
+def test_duration_s(text, seconds):
+    assert lab06.duration_s(text) == seconds
 
 
 def test_failover_check_restores_even_when_it_fails(fake_load):

@@ -16,9 +16,10 @@ from test_istio_backend import VERSION_ARGV, istioctl
 from test_kube_backend import FakeRunner
 
 from meshlab import doctor, manifests
-from meshlab.backends import istio, kind, multikind
+from meshlab.backends import istio, kind, multikind, traefik
 from meshlab.backends import istio_multicluster as im
 from meshlab.backends.base import MeshlabError
+from meshlab.kindfleet import KindFleet
 
 LAB = "t1"
 C1, C2 = f"meshlab-{LAB}-cluster-1", f"meshlab-{LAB}-cluster-2"
@@ -92,7 +93,9 @@ def test_bringing_up_both_members_creates_two_kind_clusters_in_order():
     for cluster, ctx in ((C1, CTX1), (C2, CTX2)):
         sequence += [["kind", "get", "clusters"], ["kind", "create", "cluster", "--name", cluster, "--config", "-"],
                      inspect_id(cluster),
+                     ["kubectl", "--context", ctx, "apply", "-f", "-"],  # the owner record (kindclean.py)
                      ["kubectl", "--context", ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=180s"],
+                     ["docker", "exec", f"{cluster}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", traefik.IMAGE],
                      ["kubectl", "--context", ctx, "apply", "-f", "-"],
                      ["kubectl", "--context", ctx, "-n", "meshlab-system", "rollout", "status", "deployment/edge",
                       "--timeout=240s"]]
@@ -121,13 +124,19 @@ def test_down_of_the_lab_removes_both_member_clusters_it_made(state_home):
     for name, port in (("cluster-1", 30001), ("cluster-2", 30002)):
         member(runner, name, port).up(nodes=2)
     im.cacerts(multikind.ca_folder(LAB), "cluster-1")
+    record = multikind.fleet_record(LAB)
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
     runner.on("kind", "get", "clusters", stdout=f"{C1}\n{C2}\nsomeone-elses\n")
+    legacy = ["docker", "ps", "-aq", "--filter", f"label=meshlab.io/lab={LAB}", "--filter", "label=meshlab.io/legacy"]
+    runner.on(*legacy, stdout="c0ffee\n")
     runner.calls.clear()
     kind.KindBackend(LAB, runner=runner, progress=lambda m: None).down()
     assert runner.argvs == [["kind", "get", "clusters"], inspect_id(C1), ["kind", "delete", "cluster", "--name", C1],
                             ["kind", "get", "clusters"], inspect_id(C2), ["kind", "delete", "cluster", "--name", C2],
+                            legacy, ["docker", "rm", "-f", "c0ffee"],  # the last member takes the legacy container along
                             ["kind", "get", "clusters"]]
-    assert not list((state_home / "kind").glob("*.json")) and not multikind.ca_folder(LAB).exists()
+    assert not list((state_home / "kind").rglob("*.json")) and not multikind.ca_folder(LAB).exists()
 
 
 def test_down_finds_a_member_with_its_own_network_and_region_names(state_home):
@@ -208,7 +217,8 @@ def test_install_mesh_of_a_member_plugs_in_the_ca_then_installs_istio_and_its_ga
         kubectl + ["-n", "istio-system", "get", "deployment", "istiod", "-o", "json"],
         VERSION_ARGV,
         ["istioctl", "install", "-y", "--context", CTX1, *istio.INSTALL_FLAGS, "--set", "values.global.meshID=meshlab",
-         "--set", "values.global.multiCluster.clusterName=cluster-1", "--set", "values.global.network=network-1"],
+         "--set", "values.global.multiCluster.clusterName=cluster-1", "--set", "values.global.network=network-1",
+         "--set", "meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE=true"],
         kubectl + ["-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"],
         kubectl + ["apply", "-f", "-"],
         inspect_address(C1),
@@ -303,12 +313,13 @@ def test_a_remote_secret_that_dials_localhost_is_refused():
     assert not [a for a in runner.argvs if a[:1] == ["kubectl"]]
 
 
-def test_link_all_links_every_pair_both_ways():
+def test_the_fleet_links_every_pair_both_ways():
     runner = fleet_runner()
     for cluster, name in ((C1, "cluster-1"), (C2, "cluster-2")):
         runner.on("istioctl", "create-remote-secret", "--name", name,
                   stdout=remote_secret(name, f"https://{ADDRESS[cluster]}:6443"))
-    multikind.link_all([member(runner, "cluster-1"), member(runner, "cluster-2")])
+    fleet = KindFleet(LAB, runner=runner, members={n: member(runner, n) for n in ("cluster-1", "cluster-2")})
+    fleet.link_members()
     created = [(a[a.index("--name") + 1], a[a.index("--server") + 1]) for a in runner.argvs if "create-remote-secret" in a]
     applied = [a[2] for a in runner.argvs if a[-3:] == ["apply", "-f", "-"]]
     assert created == [("cluster-2", "https://172.18.0.6:6443"), ("cluster-1", "https://172.18.0.3:6443")]
@@ -324,22 +335,32 @@ def test_the_docker_network_follows_kinds_own_setting(monkeypatch):
 # ---- doctor ------------------------------------------------------------------------------------------
 
 
-def test_doctor_reports_the_network_inotify_and_memory_for_stage_6():
+DOCKER_INFO = ("docker", "info", "--format", "{{.MemTotal}} {{.NCPU}}")
+
+
+def test_doctor_reports_the_network_inotify_memory_and_cpus_for_stage_6():
     runner = FakeRunner().on("docker", "network", "inspect", "kind", stdout="172.18.0.0/16 fc00:f853::/64 \n")
-    runner.on("docker", "info", "--format", "{{.MemTotal}}", stdout=str(16 * 2**30))
+    runner.on(*DOCKER_INFO, stdout=f"{16 * 2**30} 8\n")
     limits = {"/proc/sys/fs/inotify/max_user_watches": "1048576", "/proc/sys/fs/inotify/max_user_instances": "8192"}
     lines = doctor.multicluster_lines(runner, read=limits.get, system="Linux")
     assert lines == ["     stage 6: Docker network kind (172.18.0.0/16 fc00:f853::/64): the clusters reach each other's "
-                     "API servers and east-west gateways there"]
+                     "API servers and east-west gateways there",
+                     "     stage 6: istioctl as for stage 5, and for two clusters with Istio about 8 GiB of memory and "
+                     "4 CPUs for Docker (this Docker: 16.0 GiB, 8 CPUs)"]
 
 
-def test_doctor_says_how_to_fix_low_limits_and_memory():
+def test_doctor_says_how_to_fix_low_limits_memory_and_cpus():
     runner = FakeRunner().on("docker", "network", "inspect", stderr="Error: No such network: kind", rc=1)
-    runner.on("docker", "info", "--format", "{{.MemTotal}}", stdout=str(4 * 2**30))
+    runner.on(*DOCKER_INFO, stdout=f"{4 * 2**30} 2\n")
     limits = {"/proc/sys/fs/inotify/max_user_watches": "8192", "/proc/sys/fs/inotify/max_user_instances": "128"}
     lines = doctor.multicluster_lines(runner, read=limits.get, system="Linux")
     assert lines[0].endswith("not there yet (kind creates it with the first cluster)")
     assert "max_user_watches=8192" in lines[1] and "max_user_instances=128" in lines[1]
     assert lines[2] == "     how:     sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512"
-    assert "4.0 GiB" in lines[3] and "Settings > Resources" in lines[4]
-    assert len(doctor.multicluster_lines(runner, read=limits.get, system="Darwin")) == 3  # no /proc to read there
+    assert lines[3].endswith("(this Docker: 4.0 GiB, 2 CPUs)")
+    assert "4.0 GiB" in lines[4] and "Settings > Resources" in lines[5]
+    assert lines[6] == "     stage 6: Docker has 2 CPUs; two clusters start slowly on fewer than 4"
+    assert "more CPUs" in lines[7]
+    assert len(doctor.multicluster_lines(runner, read=limits.get, system="Darwin")) == 6  # no /proc to read there
+    silent = FakeRunner().on(*DOCKER_INFO, stderr="Cannot connect to the Docker daemon", rc=1)
+    assert doctor.multicluster_lines(silent, read=limits.get, system="Darwin")[-1].endswith("4 CPUs for Docker")

@@ -7,6 +7,7 @@ import json
 
 import yaml
 
+from ...envoy.configcheck import patch_paths  # shared with the kind/kube config check
 from ..base import MeshlabError
 
 POD_LOCAL = {"0.0.0.0", "127.0.0.1", "::", "::1", "localhost"}
@@ -24,19 +25,6 @@ def patch_addresses(config, pod_ip: str):
         return out
     if isinstance(config, list):
         return [patch_addresses(item, pod_ip) for item in config]
-    return config
-
-
-def patch_paths(config, mounts: dict[str, str]):
-    """Strings under a volume's mountPath point into the pod's local volume folder."""
-    if isinstance(config, dict):
-        return {key: patch_paths(value, mounts) for key, value in config.items()}
-    if isinstance(config, list):
-        return [patch_paths(item, mounts) for item in config]
-    if isinstance(config, str):
-        for mount_path, local in mounts.items():
-            if config == mount_path or config.startswith(mount_path.rstrip("/") + "/"):
-                return local + config[len(mount_path.rstrip("/")):]
     return config
 
 

@@ -122,7 +122,7 @@ def bootstrap() -> dict:
         return {"path_config_source": {"path": f"/etc/envoy/{name}.json", "watched_directory": {"path": "/etc/envoy"}},
                 "resource_api_version": "V3"}
     return {"node": {"id": "edge", "cluster": "edge"},
-            "admin": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": ADMIN_PORT}}},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},  # pod-local
             "dynamic_resources": {"lds_config": source("lds"), "cds_config": source("cds")}}
 
 

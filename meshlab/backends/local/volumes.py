@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ...envoy.configcheck import configmap_files  # noqa: F401  (shared with the kind/kube config check)
 from . import envoy_patch
 from .paths import inside
 
@@ -44,14 +45,6 @@ def project(folder: Path, files: dict[str, str]) -> None:
 def top_entries(files: dict[str, str]) -> set[str]:
     """The first element of each file's path: what the kubelet links from the volume's root into ..data."""
     return {key.split("/")[0] for key in files}
-
-
-def configmap_files(configmap: dict, items: list | None) -> dict[str, str]:
-    """The files a configMap volume shows: all keys, or only the listed items."""
-    data = configmap.get("data") or {}
-    if not items:
-        return {key: str(value) for key, value in data.items()}
-    return {item.get("path", item["key"]): str(data.get(item["key"], "")) for item in items}
 
 
 def envoy_files(files: dict[str, str], pod_ip: str, mounts: dict[str, str], source: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Ready pods -> ClusterLoadAssignments: sidecar pods at their inbound port, marked for mTLS; others at targetPort;
-pods of other networks behind their network's east-west gateway; grouped by locality."""
+pods of other networks behind their network's east-west gateway (one endpoint per gateway); grouped by locality."""
 
 from __future__ import annotations
 
@@ -44,18 +44,36 @@ def gateway_endpoints(model: Model, network: str, count: int) -> list[dict]:
     return out
 
 
+def shared_locality(localities) -> Locality:
+    """The most specific locality all of them are in: their region, zone and subzone as far as they agree."""
+    localities = list(localities)
+    parts = []
+    for level in ("region", "zone", "subzone"):
+        values = {getattr(loc, level) for loc in localities}
+        if len(values) != 1:
+            break
+        parts.append(values.pop())
+    return Locality(*parts)
+
+
 def remote_endpoints(model: Model, pods, port: ServicePort, modes: dict) -> list[tuple[Locality, dict]]:
-    """(locality, endpoint) for other clusters' ready injected pods: direct in our network, else via gateways."""
-    out, behind = [], defaultdict(int)
+    """(locality, endpoint) for other clusters' ready injected pods: direct in our network, else via gateways.
+
+    Behind a gateway, a network's pods become one endpoint per gateway, weighted by how many pods it stands for,
+    in the locality they all share: Envoy keeps only the first of several endpoints with one address in a
+    ClusterLoadAssignment (envoyproxy/envoy#22417), so one copy per remote locality would lose the others' weight
+    (istio/istio#56355)."""
+    out, behind = [], defaultdict(list)
     for pod in pods:
         if not (pod.ready and pod.ip and pod.injected):
             continue
         if pod.network == model.network:
             out.append((pod.locality, lb_endpoint(pod, port, modes.get(pod, "PERMISSIVE"))))
         else:
-            behind[(pod.network, pod.locality)] += 1
-    for (network, locality), count in sorted(behind.items(), key=lambda item: (item[0][0], item[0][1])):
-        out += [(locality, e) for e in gateway_endpoints(model, network, count)]
+            behind[pod.network].append(pod.locality)
+    for network in sorted(behind):
+        locality = shared_locality(behind[network])
+        out += [(locality, e) for e in gateway_endpoints(model, network, len(behind[network]))]
     return out
 
 
