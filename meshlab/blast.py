@@ -274,9 +274,7 @@ def kill_targets(lab, kill: dict) -> list[dict]:
 
 
 def measure(lab, kill: dict, n: int = 200, concurrency: int = 4, wait: float = 60.0) -> BlastRadius:
-    """Traffic before, kill, traffic after, restore (always); return what broke."""
-    from .settle import settle
-
+    """Traffic before, kill, traffic after, restore (always, until the lab serves again); return what broke."""
     targets = kill_targets(lab, kill)
     pods = {p.name: p for p in lab.pods()}
     roles = {p.name: p.role for p in lab.proxies()}
@@ -287,9 +285,7 @@ def measure(lab, kill: dict, n: int = 200, concurrency: int = 4, wait: float = 6
             killed += lab.kill(**target)
         after = lab.traffic(n=n, concurrency=concurrency)
     finally:
-        lab.restore()
-        lab.backend.wait_ready(timeout=wait)
-        settle(lab)
+        lab.restore(wait=wait)
     killed_pods = {k.split("/")[0]: pods[k.split("/")[0]].node for k in killed if k.split("/")[0] in pods}
     services = sorted({pods[p].service for p in killed_pods if pods[p].service and pods[p].labels.get("version")})
     return BlastRadius(dict(kill), killed, _scope(kill, targets, roles), killed_pods, services, before, after)

@@ -38,7 +38,7 @@ def cmd_up(args) -> int:
     lab = _lab(args)
     lab.node_count = args.nodes
     try:
-        lab.up(stage=args.stage, quiet=True, **({"injection": False} if args.no_injection else {}))
+        lab.up(stage=args.stage, quiet=True, keep=args.keep, **({"injection": False} if args.no_injection else {}))
     except KeyboardInterrupt:  # Lab.up has removed whatever it had started
         print(f"interrupted: lab {args.lab} was not started, nothing of it is left", file=sys.stderr)
         return 130
@@ -221,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--nodes", type=int, default=None, help="nodes to start (default: what the stage needs)")
     sp.add_argument("--no-injection", action="store_true",
                     help="stage 5: start with the control plane but no service in the mesh (brownfield)")
+    sp.add_argument("--keep", action="store_true",
+                    help="on a running lab, keep the objects you applied yourself (default: exactly the stage's objects)")
     sp.set_defaults(func=cmd_up)
     sp = sub.add_parser("down", help="remove a lab (works after a crash)")
     lab_args(sp, backend=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from .backends.base import Availability, Backend
 from .backends.local import LocalBackend, cleanup, outside, paths
 from .backends.local.identity import ClusterIdentity
-from .fleet_base import LEGACY_SERVICE, FleetBase, union
+from .fleet_base import LEGACY_SERVICE, FleetBase
 
 CLUSTERS = (ClusterIdentity("cluster-1", "network-1", "region-1"),
             ClusterIdentity("cluster-2", "network-2", "region-2"))
@@ -105,9 +105,6 @@ class Fleet(FleetBase):
         return dict(paths.read_state(self.lab).get("facts", {}))
 
     # ---- objects -------------------------------------------------------------------------
-    def delete(self, docs: list[dict], cluster: str | None = None) -> list[str]:
-        return union(m.delete(docs) for m in self._targets(cluster))
-
     # ---- views ---------------------------------------------------------------------------
     def status(self) -> dict:
         """Each cluster's status, by cluster."""

@@ -38,11 +38,13 @@ class KindFleet(FleetBase):
     parallel = False  # one cluster after the other (see the module docstring)
 
     def __init__(self, lab: str = "default", runner: Runner | None = None, progress=None,
-                 members: dict[str, KindBackend] | None = None):
+                 members: dict[str, KindBackend] | None = None, detached: bool = False):
         self.runner = runner or Runner()
         self.progress = progress or (lambda message: print(message, flush=True))
+        self.detached = detached  # the CLI's labs: port-forwards outlive the command (see ClusterBackend)
         super().__init__(check_name(lab), members if members is not None else {
-            name: KindBackend(lab, runner=self.runner, progress=self.progress, member=name) for name in CLUSTERS})
+            name: KindBackend(lab, runner=self.runner, progress=self.progress, member=name, detached=detached)
+            for name in CLUSTERS})
         self.record = StateFile(multikind.fleet_record(lab))
 
     @classmethod

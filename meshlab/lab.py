@@ -10,7 +10,7 @@ from . import applied, interrupts, manifests, settle, stages
 from .backends.base import Backend, MeshlabError
 
 
-FLEET_OPTIONS = ("runner", "progress")  # what a kind fleet passes on to its member clusters
+FLEET_OPTIONS = ("runner", "progress", "detached")  # what a kind fleet passes on to its member clusters
 
 
 def make_backend(name: str, lab: str, owned: bool = True, clusters: bool | None = None, **options) -> Backend:
@@ -208,11 +208,12 @@ class Lab:
 
         return mesh.proxy_status(self)
 
-    def convergence(self, yaml_text: str, source: str = "<cell>", timeout: float = 15.0):
-        """Apply YAML and measure how long until every affected sidecar ACKed it and serves it."""
+    def convergence(self, yaml_text: str, source: str = "<cell>", timeout: float = 15.0, cluster: str | None = None):
+        """Apply YAML (stage 6: to every cluster, or to `cluster`) and measure how long until every affected sidecar
+        ACKed it and serves it."""
         from . import mesh
 
-        return mesh.convergence(self, yaml_text, source, timeout)
+        return mesh.convergence(self, yaml_text, source, timeout, cluster=cluster)
 
     def call(self, source: str | None, url: str, headers: dict | None = None):
         """GET url from inside a pod of app `source` (through its sidecar if it has one), or from outside the

@@ -149,10 +149,14 @@ class ClusterBackend(MeshOperations, Backend):
         ConfigMap is then read by the proxies that mount it before this returns (configreload.py)."""
         live = self.live_objects() if configcheck.relevant(docs) else []  # one look, for the check and the reload
         self.check_envoy(docs, source, live)
+        self.prepare(docs)
         reload = configreload.Reload(self, docs, live)
         output = self.kubectl.apply(docs, namespace="" if self.pin_namespace else None)
         reload.finish(output)
         return [ref(d) for d in docs]
+
+    def prepare(self, docs: list[dict]) -> None:
+        """What must happen after the docs were checked and before they are applied (kind: load their images)."""
 
     def live_objects(self) -> list[dict]:
         """The lab's workloads, ConfigMaps and pods as the cluster has them now (one `kubectl get`)."""

@@ -256,10 +256,10 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
             self.forget_ca()
 
     # ---- objects and images ----------------------------------------------------------------------
-    def apply(self, docs: list[dict], source: str = "<yaml>") -> list[str]:
-        """Bring the pods' images onto the nodes first (preload(); see the module docstring), then `kubectl apply`."""
+    def prepare(self, docs: list[dict]) -> None:
+        """Once the docs passed the checks, bring their pods' images onto the nodes (preload(); see the module
+        docstring), so a bad config is refused before any download."""
         self.preload(pod_images(docs))
-        return super().apply(docs, source)
 
     def pod_nodes(self) -> list[str]:
         """Node containers that run app pods: the workers, or the only node of a one-node cluster."""

@@ -22,9 +22,9 @@ from .kubectl import Runner
 PULL_TIMEOUT = 900.0  # one image, on a slow link
 LOAD_TIMEOUT = 300.0
 NODE_IMAGE = "kindest/node"  # `kind create cluster` pulls the tag that matches the kind release
-# Approximate download sizes (compressed layers, linux/amd64) in MiB of each repository's recent tags, rounded up
-# from Docker Hub's tag listings as of writing (2026). Written down by hand, not fetched or measured by meshlab: they
-# drift by a few MiB with every release. `meshlab doctor` shows the real size for an image Docker already has.
+# Rough download sizes (compressed layers, linux/amd64) in MiB: estimates written down by hand and rounded up, not
+# looked up in a registry nor measured by meshlab, so read them as an order of magnitude. `meshlab doctor` shows
+# the real size for an image Docker already has.
 APPROX_MIB = {
     NODE_IMAGE: 450,  # Kubernetes, containerd and systemd in one image
     "traefik": 55,  # the edge, every stage

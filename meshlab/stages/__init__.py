@@ -16,7 +16,7 @@ BUILDERS = {
     6: lambda **options: multicluster.documents(**options),
 }
 MESH_STAGES = {5, 6}  # stages whose sidecars need a control plane (installed by the backend before applying)
-MULTICLUSTER_STAGES = {6}  # stages that run in several clusters (the local backend composes runtimes: meshlab/fleet.py)
+MULTICLUSTER_STAGES = {6}  # stages that run in several clusters (composed backends: meshlab/fleet.py, kindfleet.py)
 
 
 # Nodes the shop needs per stage where a node costs something (kind: one container each). Stage 3 is about

@@ -30,7 +30,7 @@ IDENTITY_ENV = [field_env("POD_NAME", "metadata.name"), field_env("NODE_NAME", "
 
 def meta(name: str, namespace: str | None = None, **fields) -> dict:
     """metadata with a namespace only when one is given: namespace-less objects go where the backend runs
-    the lab (kube: `kubectl -n meshlab-<learner>`, which refuses objects that name another namespace)."""
+    the lab (kube: `kubectl -n meshlab-<learner>-<lab>`, which refuses objects that name another namespace)."""
     return {"name": name, **({"namespace": namespace} if namespace else {}), **fields}
 
 

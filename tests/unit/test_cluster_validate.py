@@ -89,6 +89,14 @@ def test_a_bad_configmap_edit_is_refused_on_kind_and_nothing_is_applied(envoy):
     assert not runner.applied()
 
 
+def test_a_bad_config_is_refused_on_kind_before_any_image_is_downloaded(envoy):
+    runner = FakeRunner().on("get", "deployments,daemonsets,configmaps,pods", stdout=live())
+    with pytest.raises(MeshlabError):
+        kind_backend(runner).apply([bad_router_config(), router.deployment()], source="router.yaml")
+    assert not [a for a in runner.calls if a[:2] in (["docker", "pull"], ["kind", "load"]) or "crictl" in a]
+    assert not runner.applied()
+
+
 def test_a_workload_is_checked_against_the_configmap_the_cluster_already_has_on_kube(envoy):
     runner = FakeRunner()
     backend = kube.KubeBackend("t1", learner="ann", context="c", runner=runner, progress=lambda m: None)

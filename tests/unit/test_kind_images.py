@@ -77,7 +77,7 @@ def test_when_the_host_cannot_pull_each_node_pulls_the_image_itself():
     crictl = [a for a in runner.argvs if a[-3:-1] == ["crictl", "pull"]]
     assert crictl == [["docker", "exec", node, "crictl", "pull", ENVOY] for node in WORKERS]
     assert not [a for a in runner.argvs if a[:2] == ["kind", "load"]]
-    assert index(runner, "docker", "exec", WORKERS[1], "crictl") < index(runner, "kubectl", "--context")
+    assert index(runner, "docker", "exec", WORKERS[1], "crictl") < index(runner, "kubectl", "--context", f"kind-{CLUSTER}", "apply")
     assert any("could not pull" in m and "no such host" in m and "pulling it inside the nodes instead" in m for m in said)
 
 

@@ -232,3 +232,20 @@ def test_a_fleets_restore_waits_for_every_cluster(monkeypatch, settled):
     for member in members.values():
         assert [c[0] for c in member.calls] == ["restore", "wait_ready"]
     assert settled == [lab]
+
+
+def test_meshlab_up_keep_passes_keep_to_lab_up(monkeypatch):
+    from meshlab import cli
+
+    seen = {}
+
+    class FakeLab:
+        stage, url = 1, "http://127.0.0.1:1"
+
+        def up(self, **options):
+            seen.update(options)
+
+    monkeypatch.setattr(cli, "_lab", lambda args: FakeLab())
+    for argv, keep in ((["up", "--stage", "edge", "--keep"], True), (["up", "--stage", "edge"], False)):
+        args = cli.parser().parse_args(argv)
+        assert args.func(args) == 0 and seen["keep"] is keep
