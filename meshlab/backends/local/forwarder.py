@@ -1,4 +1,8 @@
-"""TCP forwarding for Service ClusterIPs and hostPorts (kube-proxy's userspace mode)."""
+"""TCP forwarding for Service ClusterIPs and hostPorts in Python (kube-proxy's old userspace mode).
+
+The default (MESHLAB_CLUSTERIP=python); MESHLAB_CLUSTERIP=envoy serves ClusterIPs with the Envoy of kubeproxy.py
+instead (docs/internals.md says why it is not the default yet).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,47 @@ import asyncio
 import itertools
 from typing import Callable
 
+from ..base import MeshlabError
+
 Backends = Callable[[], list[tuple[str, int]]]
+
+
+class Forwarders:
+    """One Forwarder per address, in the supervisor's event loop; backends are looked up per connection."""
+
+    def __init__(self):
+        self.forwarders: dict[tuple[str, int], Forwarder] = {}
+
+    def pids(self) -> list:
+        """None: the forwarders live in the supervisor."""
+        return []
+
+    def running(self) -> bool:
+        """Always: the forwarders live and die with the supervisor."""
+        return True
+
+    async def sync(self, wanted: dict[tuple[str, int], Backends]) -> None:
+        """Listen on exactly these addresses."""
+        for key in list(self.forwarders):
+            if key not in wanted:
+                await self.forwarders.pop(key).stop()
+        for key, backends in wanted.items():
+            if key in self.forwarders:
+                self.forwarders[key].backends = backends
+                continue
+            forwarder = Forwarder(key[0], key[1], backends)
+            try:
+                await forwarder.start()
+            except OSError as exc:
+                raise MeshlabError(f"cannot listen on {key[0]}:{key[1]}: {exc.strerror}",
+                                   "another process holds that address; run 'meshlab down --all'") from None
+            self.forwarders[key] = forwarder
+
+    async def stop(self) -> None:
+        """Close every listener."""
+        for forwarder in self.forwarders.values():
+            await forwarder.stop()
+        self.forwarders.clear()
 
 
 class Forwarder:

@@ -77,6 +77,7 @@ async def restart(runtime, ref: str, timeout: float = 60.0) -> list[str]:
             raise MeshlabError(f"{ref} changed while it was rolling out", "look at 'meshlab status' and try again")
         done, new, waiting = progress(doc, [p for p in runtime.pods.values() if p.owner == owner])
         if done:
+            await runtime.follow()  # the ClusterIPs route to the new pods, and to no old one, before this returns
             return new
         if time.monotonic() > deadline:
             raise MeshlabError(f"{ref} did not roll out in {timeout:.0f}s: waiting for {', '.join(waiting) or 'pods'}",

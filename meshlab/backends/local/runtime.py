@@ -7,13 +7,14 @@ import hashlib
 import json
 import shutil
 import time
+import traceback
 from pathlib import Path
 
 from ... import apivalidation
 from ..base import MeshlabError
-from . import envoy_check, ingress, inject, kinds, mesh_check, network, probes, procs, rollout, rpc, transaction, watch, workloads
+from . import (envoy_check, ingress, inject, kinds, kubeproxy, mesh_check, network, probes, procs, rollout, rpc,
+               transaction, watch, workloads)
 from .faults import Faults
-from .forwarder import Forwarder
 from .identity import ClusterIdentity, Node, make_nodes  # noqa: F401  (Node: part of this module's API)
 from .paths import socket_address, write_state
 from .pods import Pod
@@ -47,7 +48,7 @@ class Runtime(Faults, Views):
         self.objects: dict[tuple, dict] = {}
         self.pods: dict[str, Pod] = {}
         self.cluster_ips: dict[tuple, str] = {}
-        self.forwarders: dict[tuple, Forwarder] = {}
+        self.service_proxy = kubeproxy.service_proxy(folder / "kube-proxy", f"127.{octet}.0.4")  # ClusterIPs, hostPorts
         self.projected: dict[tuple, str] = {}
         self.next_probe: dict[tuple, float] = {}
         self.dirty = True
@@ -201,11 +202,12 @@ class Runtime(Faults, Views):
         return all((pod.name, v["name"]) in self.projected for v in pod.spec.get("volumes") or [] if v.get("configMap"))
 
     async def _sync_services(self) -> None:
+        """Every ClusterIP:port and hostIP:hostPort served, with the endpoints of this moment (returns once they are)."""
         wanted: dict[tuple, object] = {}
         for svc in self.of_kind("Service"):
             ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
             if network.is_headless(svc):
-                continue  # no ClusterIP, no forwarder: DNS answers with the pods' own IPs
+                continue  # no ClusterIP, nothing to proxy: DNS answers with the pods' own IPs
             ip = self.cluster_ips.get((ns, name)) or self._allocate_cluster_ip()
             self.cluster_ips[(ns, name)] = ip
             for port in svc["spec"].get("ports") or []:
@@ -219,20 +221,7 @@ class Runtime(Faults, Views):
                     if port.get("hostPort"):
                         wanted[(pod.host_ip, int(port["hostPort"]))] = (
                             lambda node=pod.node, hp=port["hostPort"]: self.host_port_backends(node, hp))
-        for key in list(self.forwarders):
-            if key not in wanted:
-                await self.forwarders.pop(key).stop()
-        for key, backends in wanted.items():
-            if key not in self.forwarders:
-                forwarder = Forwarder(key[0], key[1], backends)
-                try:
-                    await forwarder.start()
-                except OSError as exc:
-                    raise MeshlabError(f"cannot listen on {key[0]}:{key[1]}: {exc.strerror}",
-                                       "another process holds that address; run 'meshlab down --all'") from None
-                self.forwarders[key] = forwarder
-            else:
-                self.forwarders[key].backends = backends
+        await self.service_proxy.sync(wanted)
 
     def _allocate_cluster_ip(self) -> str:
         used = set(self.cluster_ips.values())
@@ -261,15 +250,32 @@ class Runtime(Faults, Views):
                     c.next_start = now + 5
                 (pod.folder / "logs" / "meshlab.log").open("a").write(f"{exc}\n")
         await self._probe_due(now)
-        ready = {name: pod.ready for name, pod in self.pods.items()}
-        if ready != self.synced_ready:  # also catches kill/restore made between ticks
-            self.synced_ready = ready
-            async with self.lock:
-                await self.reconcile()
+        await self.follow()
         await self.revisions.observe_pods(watch.pod_fingerprint(self.pods.values()))
         if self.dirty:
             self.save_state()
             self.dirty = False
+
+    async def follow(self) -> None:
+        """Reconcile when pod readiness changed since the last sync (also after kill/restore between ticks), so
+        endpoints and the ClusterIP proxy follow it. Under the lock: a caller that reads pods after this sees
+        only readiness the ClusterIPs already act on."""
+        async with self.lock:
+            ready = {name: pod.ready for name, pod in self.pods.items()}
+            if ready != self.synced_ready or not self.service_proxy.running():
+                self.synced_ready = ready
+                try:
+                    await self.reconcile()
+                except BaseException:
+                    self.synced_ready = {}  # try again on the next tick
+                    raise
+
+    async def settle(self) -> None:
+        """follow() before an answer that reports pods; a failure to sync is logged, the answer still given."""
+        try:
+            await self.follow()
+        except Exception:
+            traceback.print_exc()
 
     async def restart(self, ref: str, timeout: float = 60.0) -> list[str]:
         """`kubectl rollout restart` of a Deployment or DaemonSet; the new pod names once rolled out."""
@@ -297,7 +303,8 @@ class Runtime(Faults, Views):
 
     # ---- state and teardown --------------------------------------------------------------
     def save_state(self) -> None:
-        self.state["processes"] = [list(pid) for pod in self.pods.values() for pid in pod.pids()]
+        self.state["processes"] = [list(pid) for pod in self.pods.values() for pid in pod.pids()] + \
+            [list(pid) for pid in self.service_proxy.pids()]
         self.state["entrypoint"] = self.entrypoint()
         write_state(self.folder, self.state)
 
@@ -305,8 +312,6 @@ class Runtime(Faults, Views):
         """Kill every process and close every listener."""
         for pod in list(self.pods.values()):
             pod.stop()
-        for forwarder in self.forwarders.values():
-            await forwarder.stop()
-        self.forwarders.clear()
+        await self.service_proxy.stop()
         for pid, started in self.state.get("processes", []):
             procs.kill_group(pid, started)

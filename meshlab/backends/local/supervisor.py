@@ -101,6 +101,7 @@ class Supervisor:
         if method == "delete":
             return await rt.delete(params["docs"])
         if method == "status":
+            await rt.settle()
             return {"lab": self.lab, "pods": rt.pod_infos(), "nodes": rt.node_infos(), "proxies": rt.proxy_infos(),
                     "services": rt.services(), "entrypoint": rt.entrypoint(), "owner": self.owner,
                     "facts": self.state.get("facts", {}), "revision": rt.revisions.revision,
@@ -108,6 +109,7 @@ class Supervisor:
                     **rt.identity.to_dict(), "api": rt.api}
         if method == "watch":
             await rt.revisions.wait(int(params.get("since") or 0), float(params.get("timeout", 30.0)))
+            await rt.settle()
             return rt.watch_payload()
         if method == "restart":
             return await rt.restart(params["ref"], float(params.get("timeout", 60.0)))
