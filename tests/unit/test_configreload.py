@@ -7,50 +7,16 @@ import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from subprocess import CompletedProcess
 
 import pytest
 
 from meshlab.backends import configreload, kind
 from meshlab.backends.base import MeshlabError
 from meshlab.stages import envoyconf, router
+from fakerunner import FakeRunner
 
 KUBECTL = ["kubectl", "--context", "kind-meshlab-t1"]
 LDS, CDS = configreload.ATTEMPTS
-
-
-class FakeRunner:
-    """Records every command, answers from rules; `after` callbacks run when a command with those tokens runs."""
-
-    def __init__(self):
-        self.calls: list[tuple[list[str], str | None]] = []
-        self.rules: list[tuple[list[str], CompletedProcess]] = []
-        self.hooks: list[tuple[list[str], object]] = []
-
-    def on(self, *tokens: str, stdout="", stderr="", rc=0) -> "FakeRunner":
-        self.rules.insert(0, (list(tokens), CompletedProcess([], rc, stdout, stderr)))
-        return self
-
-    def after(self, *tokens: str, then) -> None:
-        self.hooks.append((list(tokens), then))
-
-    def run(self, argv, input=None, timeout=120.0):
-        self.calls.append((list(argv), input))
-        for tokens, hook in self.hooks:
-            if all(t in argv for t in tokens):
-                hook(argv)
-        for tokens, reply in self.rules:
-            rest = iter(argv)
-            if all(any(t == a for a in rest) for t in tokens):
-                return CompletedProcess(argv, reply.returncode, reply.stdout, reply.stderr)
-        return CompletedProcess(argv, 0, "", "")
-
-    def spawn(self, argv, log_path, detached=False):
-        raise AssertionError("these tests reach the admin APIs directly")
-
-    @property
-    def argvs(self) -> list[list[str]]:
-        return [argv for argv, _ in self.calls]
 
 
 class StubEnvoys:
@@ -163,7 +129,7 @@ def annotations(runner) -> list[list[str]]:
 
 
 def test_apply_annotates_exactly_the_mounting_pods_and_returns_once_their_envoys_reloaded(envoys):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     runner.after("annotate", then=lambda argv: envoys.reload("router-aaa", "router-bbb"))
     configmap = router.config_map()
     assert backend_for(runner, envoys).apply([configmap]) == ["ConfigMap/router-envoy"]
@@ -185,13 +151,13 @@ def test_the_annotation_changes_with_the_config():
 
 
 def test_an_unchanged_configmap_touches_no_pod(envoys):
-    runner = FakeRunner().on("apply", stdout="configmap/router-envoy unchanged\n")
+    runner = FakeRunner(spawns=False).on("apply", stdout="configmap/router-envoy unchanged\n")
     backend_for(runner, envoys).apply([router.config_map()])
     assert annotations(runner) == []
 
 
 def test_a_configmap_the_cluster_has_already_reads_no_admin_and_touches_no_pod(envoys):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     stored = {**router.config_map(), "metadata": {"name": "router-envoy", "namespace": "default", "resourceVersion": "7"}}
     backend_for(runner, envoys, pods=PODS + [stored]).apply([router.config_map()])  # kubectl says "configured"
     assert annotations(runner) == [] and envoys.paths == []
@@ -202,7 +168,7 @@ def test_a_configmap_the_cluster_has_already_reads_no_admin_and_touches_no_pod(e
 
 
 def test_apply_waits_while_a_new_cluster_is_still_warming(envoys):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     runner.after("annotate", then=lambda argv: envoys.reload("router-aaa", "router-bbb"))
     envoys.warming["router-aaa"] = 3
     backend_for(runner, envoys).apply([router.config_map()])
@@ -211,7 +177,7 @@ def test_apply_waits_while_a_new_cluster_is_still_warming(envoys):
 
 def test_no_reload_within_the_timeout_names_the_pods_still_on_the_old_config(envoys, monkeypatch):
     monkeypatch.setattr(configreload, "TIMEOUT", 0.3)
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     runner.after("annotate", then=lambda argv: envoys.reload("router-bbb"))  # router-aaa's kubelet never refreshes
     with pytest.raises(MeshlabError) as caught:
         backend_for(runner, envoys).apply([router.config_map()])
@@ -221,7 +187,7 @@ def test_no_reload_within_the_timeout_names_the_pods_still_on_the_old_config(env
 
 
 def test_a_rejected_config_names_the_pod(envoys):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     runner.after("annotate", then=lambda argv: envoys.reload("router-aaa", "router-bbb", rejected=True))
     with pytest.raises(MeshlabError, match="the proxy in pod router-aaa rejected the new config of ConfigMap router-envoy"):
         backend_for(runner, envoys).apply([router.config_map()])
@@ -229,7 +195,7 @@ def test_a_rejected_config_names_the_pod(envoys):
 
 def test_a_pod_replaced_meanwhile_is_not_waited_for(envoys, monkeypatch):
     monkeypatch.setattr(configreload, "TIMEOUT", 5.0)  # not reached: the test takes well under a second
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     backend = backend_for(runner, envoys)
 
     def rollout(argv):
@@ -243,7 +209,7 @@ def test_a_pod_replaced_meanwhile_is_not_waited_for(envoys, monkeypatch):
 
 
 def test_configmaps_nobody_mounts_and_other_objects_touch_no_pod(envoys):
-    runner = FakeRunner()
+    runner = FakeRunner(spawns=False)
     backend = backend_for(runner, envoys)
     backend.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unused"}, "data": {"a": "1"}},
                    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 1}]}}])
