@@ -1,6 +1,7 @@
 """Measure the stages side by side, each in a lab of its own, all up at once: proxies and their memory,
 latency in interleaved rounds, the proxies on a request's path, one policy change (objects a person edits,
-seconds until every proxy concerned runs it), and the blast radius of one typical failure.
+seconds until every proxy concerned runs it), and the blast radius of one typical failure. Stage 6 adds its own
+figures (calls that cross to cluster-2 against calls that stay, and the failover): meshlab/compare_multicluster.py.
 
 Every figure comes from the run: traffic and traces, /proc, the proxies' admin APIs, the control plane's ACKs.
 """
@@ -8,15 +9,19 @@ Every figure comes from the run: traffic and traces, /proc, the proxies' admin A
 from __future__ import annotations
 
 import html
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from . import compare_multicluster as multi
 from . import manifests, settle, stages
 from .backends.local.pods import is_envoy
 
-STAGES = (0, 1, 2, 3, 4, 5)
+STAGES = (0, 1, 2, 3, 4, 5)  # one cluster each: every backend runs them
+MULTICLUSTER = 6  # two clusters: only beside the others on the local backend (kube cannot; kind, 8 kind clusters)
 RETRIES = 3  # the one policy change: calls to ratings are retried up to three times (the stages start at 2 or 0)
 
 # The one failure each stage is judged by: its most typical proxy dying (stage 0 has none: a pod).
@@ -27,6 +32,7 @@ FAILURE = {
     3: dict(proxy="node"),
     4: dict(proxy="sidecar", pod="reviews-v2"),
     5: dict(proxy="sidecar", pod="reviews-v2"),
+    6: multi.KILL,  # every reviews pod of cluster-1, with lesson 06's locality failover in place
 }
 
 
@@ -63,6 +69,7 @@ class StageRow:
     change: str = ""
     out_of_reach: int = 0  # app pods that no longer worked after the failure: cut off, or no longer reached
     app_pods: int = 0
+    cross: Any = None  # stage 6: compare_multicluster.CrossCluster
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,20 +109,30 @@ def config_objects(stage: int) -> int:
 
 
 def most_proxies(result) -> int:
-    """The most proxy hops on one path of a traffic result (entry to leaf)."""
-    return max((sum(h.get("kind") == "proxy" for h in p["hops"]) for p in result.paths), default=0)
+    """The most proxy hops on one path of a traffic result (entry to leaf), counting the east-west gateway of
+    every call between two clusters (it stamps no hop)."""
+    return max((sum(h.get("kind") == "proxy" for h in p["hops"]) + multi.crossings(p["hops"]) for p in result.paths),
+               default=0)
 
 
 # ---- the labs ------------------------------------------------------------------------------------------
 
-def start(numbers=STAGES, prefix: str = "compare") -> dict:
-    """One lab per stage, all brought up at once (a few threads); every one is torn down if one fails."""
+def default_stages() -> tuple[int, ...]:
+    """The stages start() brings up by default: 0-5, and 6 on the local backend."""
+    local = (os.environ.get("MESHLAB_BACKEND") or "local") == "local"  # Lab()'s default backend
+    return STAGES + ((MULTICLUSTER,) if local else ())
+
+
+def start(numbers=None, prefix: str = "compare") -> dict:
+    """One lab per stage (default: default_stages()), all brought up at once (a few threads); every one is torn
+    down if one fails."""
     import meshlab
 
+    numbers = default_stages() if numbers is None else numbers
     labs = {n: meshlab.Lab(f"{prefix}-{n}") for n in numbers}
     with ThreadPoolExecutor(len(labs)) as pool:
-        futures = {n: pool.submit(lab.up, stage=n, quiet=True) for n, lab in labs.items()}
-        errors = [f.exception() for f in futures.values() if f.exception() is not None]
+        futures = [pool.submit(lab.up, stage=n, quiet=True) for n, lab in labs.items()]
+        errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         stop(labs)
         raise errors[0]
@@ -131,17 +148,24 @@ def stop(labs: dict) -> None:
 def latency(labs: dict, rounds: int = 3, n: int = 40) -> dict:
     """stage -> {p50_ms, p99_ms, success_rate, hops}: `rounds` runs of n requests one at a time per stage,
     taken in turn (stage 0, 1, ..., then again), so a busy moment of the machine hits every stage alike; the
-    figures are the medians over the rounds."""
+    figures are the medians over the rounds. Stage 6 also makes n calls from frontend's pod to ratings per round
+    ("calls": local against crossing, over all rounds)."""
     runs: dict[int, list] = {s: [] for s in labs}
+    calls: dict[int, list] = {s: [] for s, lab in labs.items() if stages.is_multicluster(lab.stage)}
     for lab in labs.values():
         lab.traffic(n=5, concurrency=1, progress=False)  # connections and caches warm, as for the others
     for _ in range(rounds):
         for stage, lab in labs.items():
             runs[stage].append(lab.traffic(n=n, concurrency=1, progress=False))
-    return {s: {"p50_ms": round(statistics.median(r.latency_ms["p50"] for r in rs), 2),
-                "p99_ms": round(statistics.median(r.latency_ms["p99"] for r in rs), 2),
-                "success_rate": round(sum(r.ok for r in rs) / max(1, sum(r.requests for r in rs)), 4),
-                "hops": max(most_proxies(r) for r in rs)} for s, rs in runs.items()}
+            if stage in calls:
+                calls[stage] += multi.calls(lab, n)
+    out = {s: {"p50_ms": round(statistics.median(r.latency_ms["p50"] for r in rs), 2),
+               "p99_ms": round(statistics.median(r.latency_ms["p99"] for r in rs), 2),
+               "success_rate": round(sum(r.ok for r in rs) / max(1, sum(r.requests for r in rs)), 4),
+               "hops": max(most_proxies(r) for r in rs)} for s, rs in runs.items()}
+    for stage, samples in calls.items():
+        out[stage]["calls"] = multi.call_stats(samples)
+    return out
 
 
 def service_hop(lab, service: str = "ratings", port: int = 9080, n: int = 100) -> dict:
@@ -216,12 +240,15 @@ def policy_change(lab) -> Change:
         return Change(len(docs), _applied(lab, docs, lambda: all(
             settle.wait_config(lab, has=has, pod=f"{s}-{v}") for s, v in callers)),
             "the sidecar ConfigMaps of " + " and ".join(f"{s} {v}" for s, v in callers))
-    if stage == 5:
+    if stage in (5, 6):
         service = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
                    "metadata": {"name": "ratings-retries"},
                    "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}],
                                                             "retries": {"attempts": RETRIES, "retryOn": "5xx"}}]}}
         done = lab.convergence(manifests.dump([service]), source="policy change")
+        if stage == 6:  # the same object applied to each cluster; the slowest cluster's time counts
+            return Change(1, done.seconds, "one VirtualService, applied to both clusters, each control plane "
+                                           "pushing it to its own sidecars")
         return Change(1, done.seconds, "one VirtualService, pushed to every sidecar by the control plane")
     return Change(None, None, f"stage {stage} is not measured here")
 
@@ -229,7 +256,10 @@ def policy_change(lab) -> Change:
 # ---- the whole comparison ------------------------------------------------------------------------------
 
 def failure(lab, n: int = 60, concurrency: int = 4):
-    """(the kill, its BlastRadius): the stage's typical failure, measured with real traffic and restored."""
+    """(the kill, its BlastRadius): the stage's typical failure, measured with real traffic and restored (stage 6:
+    the locality failover, compare_multicluster.failure)."""
+    if stages.is_multicluster(lab.stage):
+        return multi.failure(lab, n, concurrency)
     kill = failure_for(lab, lab.stage)
     return kill, lab.blast_radius(kill=kill, n=n, concurrency=concurrency)
 
@@ -250,14 +280,19 @@ def row(lab, timing: dict, change: Change | None = None, failed=None) -> StageRo
         out.calls_failed = (f"{blast.after.failed}/{blast.after.requests} requests, "
                             f"{blast.failed_after}/{blast.calls_after} calls")
         out.out_of_reach, out.blast = len(blast.out_of_reach), blast.verdict
+    if stages.is_multicluster(stage):
+        out.cross = multi.cross(lab, timing.get("calls"), failed[1] if failed is not None else None)
     return out
 
 
 def measure(lab, n: int = 300, concurrency: int = 4) -> StageRow:
-    """Measure the stage that is up on `lab` on its own: a traffic run, then its typical failure."""
+    """Measure the stage that is up on `lab` on its own: a traffic run (stage 6: and n calls from frontend's pod
+    to ratings, in cluster-1 or across), then its typical failure."""
     result = lab.traffic(n=n, concurrency=concurrency)
     timing = {"p50_ms": result.latency_ms["p50"], "p99_ms": result.latency_ms["p99"],
               "success_rate": round(result.success_rate, 4), "hops": most_proxies(result)}
+    if stages.is_multicluster(lab.stage):
+        timing["calls"] = multi.call_stats(multi.calls(lab, n))
     return row(lab, timing, failed=failure(lab, n, concurrency))
 
 
@@ -272,7 +307,7 @@ def measure_all(labs: dict, rounds: int = 3, n: int = 40, blast_n: int = 60) -> 
 
 def _change(r: StageRow) -> str:
     if r.change_objects is None:
-        return "not possible"
+        return "not possible" if r.change else "not measured"
     return f"{r.change_objects} in {r.change_seconds:.1f} s"
 
 

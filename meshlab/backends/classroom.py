@@ -4,11 +4,13 @@ Each learner runs each lab in namespace `meshlab-<learner>-<lab>`, labelled with
 running the same lesson never share a namespace and one's `down()` cannot touch the other's work. The
 instructor's bundle (`meshlab class setup`, docs/classroom.md) creates once what a learner may not:
 
-- cluster-wide: IngressClass `edge`, the edge's ClusterRole, the ClusterRoles `meshlab-learner` (bound per
-  namespace), `meshlab-learner-cluster` (read IngressClass edge and the nodes) and, for stage 5,
-  `meshlab-istio-reader` (bound in Istio's namespace); ServiceAccounts for learners who have no user name;
+- cluster-wide: IngressClass `edge`, the ClusterRoles `meshlab-learner` (bound per namespace),
+  `meshlab-learner-cluster` (read IngressClass edge and the nodes) and, for stage 5, `meshlab-istio-reader`
+  (bound in Istio's namespace); ServiceAccounts for learners who have no user name;
 - per learner and lab: the namespace (labelled, Pod Security `baseline` by default), a RoleBinding of the
-  learner to `meshlab-learner`, and the edge's ServiceAccount, Role, RoleBinding and ClusterRoleBinding.
+  learner to `meshlab-learner`, and the edge's ServiceAccount, Role and RoleBinding (backends/edge.py: its
+  ingress controller reads EndpointSlices, which the learner may not, and Kubernetes lets nobody grant a
+  right they do not hold).
 
 Every object carries `meshlab.io/class=true`, so `meshlab class teardown` finds them all, and the kube
 backend knows a namespace the instructor made (it then creates only namespaced objects in it).
@@ -20,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from . import traefik
+from . import edge
 from .base import MeshlabError
 from .state import check_name
 
@@ -159,18 +161,13 @@ def _classed(doc: dict) -> dict:
     return {**doc, "metadata": {**meta, "labels": {**meta.get("labels", {}), CLASS_LABEL: "true"}}}
 
 
-def _edge_cluster_role() -> dict:
-    """The edge's ClusterRole (the same for every namespace: traefik.rbac builds it beside the namespaced part)."""
-    return next(d for d in traefik.rbac(CLASS_NAMESPACE, CLASS_NAMESPACE) if d["kind"] == "ClusterRole")
-
-
 def lab_namespace(learner: Learner, lab: str, pod_security: str = "baseline") -> list[dict]:
     """One learner's namespace for one lab, their RoleBinding in it, and the edge's RBAC for it."""
     name = namespace_name(learner.name, lab)
     labels = {OWNED_LABEL: "true", LEARNER_LABEL: learner.name, LAB_LABEL: lab, POD_SECURITY_LABEL: pod_security}
-    edge = [_classed(d) for d in traefik.rbac(name, name) if d["kind"] != "ClusterRole"]
+    edge_rbac = [_classed(d) for d in edge.rbac(name, name)]
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name, labels=labels)},
-            _binding("RoleBinding", LEARNER_ROLE, LEARNER_ROLE, [learner.subject()], name), *edge]
+            _binding("RoleBinding", LEARNER_ROLE, LEARNER_ROLE, [learner.subject()], name), *edge_rbac]
 
 
 def bundle(learners: list[Learner], labs=COURSE_LABS, istio_namespace: str | None = ISTIO_NAMESPACE,
@@ -189,8 +186,8 @@ def bundle(learners: list[Learner], labs=COURSE_LABS, istio_namespace: str | Non
         docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(CLASS_NAMESPACE)})
         docs += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(lr.name, CLASS_NAMESPACE)}
                  for lr in accounts]
-    docs += [_classed(traefik.ingress_class()), _classed(_edge_cluster_role()),
-             cluster_role(LEARNER_ROLE, LEARNER_RULES), cluster_role(CLUSTER_ROLE, CLUSTER_RULES),
+    docs += [_classed(edge.ingress_class()), cluster_role(LEARNER_ROLE, LEARNER_RULES),
+             cluster_role(CLUSTER_ROLE, CLUSTER_RULES),
              _binding("ClusterRoleBinding", LEARNERS_BINDING, CLUSTER_ROLE, subjects)]
     if istio_namespace:
         docs += [cluster_role(ISTIO_ROLE, ISTIO_RULES),

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from . import configreload, traefik
+from . import configreload, edge
+from ..edge import translate
 from ..envoy import binary, configcheck
 from .adminforward import AdminGateway
 from .base import Backend, MeshlabError, NodeInfo, PodInfo, ProxyInfo
@@ -184,11 +185,11 @@ class ClusterBackend(MeshOperations, Backend):
         return [ref(d) for d in docs]
 
     def install_edge(self, host_port: int | None, with_namespace: bool = False) -> None:
-        """Apply Traefik (IngressClass `edge`) and wait for it."""
-        self.say("installing the edge proxy (Traefik, IngressClass edge)")
-        docs = traefik.documents(self.edge_namespace, self.namespace, host_port, with_namespace)
+        """Apply the Envoy edge and its ingress controller (IngressClass `edge`, backends/edge.py) and wait for it."""
+        self.say("installing the edge proxy (Envoy, meshlab's ingress controller, IngressClass edge)")
+        docs = edge.documents(self.edge_namespace, self.namespace, host_port, with_namespace)
         self.kubectl.apply(docs, namespace=None)
-        self.rollout([("deployment", traefik.NAME, self.edge_namespace)], timeout=240)
+        self.rollout([("deployment", edge.NAME, self.edge_namespace)], timeout=240)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """`kubectl rollout status` for every Deployment, DaemonSet and StatefulSet of the lab."""
@@ -248,7 +249,7 @@ class ClusterBackend(MeshOperations, Backend):
                 if known.get("detached") and forward_running(known["pid"])}
 
     def admin_url(self, pod: dict) -> str:
-        """The Envoy admin URL of a proxy pod ("" for a proxy without one, such as Traefik)."""
+        """The Envoy admin URL of a proxy pod ("" for a proxy without an Envoy admin)."""
         port = admin_port(pod)
         meta = pod["metadata"]
         return self.admin.url(meta.get("namespace") or self.namespace, meta["name"], port) if port else ""
@@ -258,9 +259,9 @@ class ClusterBackend(MeshOperations, Backend):
         return super().capabilities() | {"admin"}
 
     def entrypoint(self) -> str:
-        """The edge when the lab has an Ingress, else the frontend Service (through a port-forward)."""
-        ingresses = self.kubectl.items("ingresses")
-        if any((i.get("spec") or {}).get("ingressClassName") in (None, traefik.INGRESS_CLASS) for i in ingresses):
+        """The edge when the lab has an Ingress it serves (class `edge`), else the frontend Service (through a
+        port-forward), as on the local backend."""
+        if any(translate.serves(i) for i in self.kubectl.items("ingresses")):
             return self.edge_url()
         result = self.kubectl.call("get", "service", "frontend", "-o", "json")
         if not_found(result):

@@ -5,7 +5,7 @@ proxy-status -o json` (what proxy_status() parses) exists since 1.27; the table 
 changed shape in 1.27, so meshlab never parses the table.
 
 Install flags on kind, each for a reason:
-- profile=minimal: istiod only; Traefik stays the edge, so no Istio ingress gateway.
+- profile=minimal: istiod only; meshlab's Envoy stays the edge, so no Istio ingress gateway.
 - meshConfig.rootNamespace=mesh-system: mesh-wide policy lives in mesh-system on every backend
   (docs/controlplane.md), so the same YAML means the same thing locally and on kind.
 - meshConfig.defaultConfig.holdApplicationUntilProxyStarts=true: the app starts after its sidecar is

@@ -1,4 +1,4 @@
-"""The kind backend: one kind cluster per lab (`meshlab-<lab>`), Traefik at the edge, kubectl for the rest.
+"""The kind backend: one kind cluster per lab (`meshlab-<lab>`), meshlab's Envoy edge, kubectl for the rest.
 
 Ownership: kind has no cluster labels, so meshlab records what it made twice: every node carries the
 Kubernetes label meshlab.io/owned=true (kind's `labels` node field, which kind turns into the kubelet's
@@ -19,16 +19,16 @@ by hand are lost, and the progress message says so). A cluster belongs to one la
 own lab that it takes down at its end, so lessons do not share clusters: what they share is this machine's
 Docker, which keeps the node image and every stage image after the first download (see Images).
 
-Images: apply() first brings the images of the objects' pods onto every node that runs pods, and up() Traefik's
-onto the edge node, with progress, so the first download of python and Envoy (minutes on a slow link) does not
-count against a rollout timeout (Lab.up waits 90 s). Each image is pulled once by this machine's Docker and
+Images: apply() first brings the images of the objects' pods onto every node that runs pods, and up() the edge's
+(python and Envoy) onto the edge node, with progress, so the first download of python and Envoy (minutes on a slow
+link) does not count against a rollout timeout (Lab.up waits 90 s). Each image is pulled once by this machine's Docker and
 `kind load`ed into the nodes that lack it (kindimages.py), so a new cluster needs no download at all; when
 the host cannot pull or load it, each node pulls it itself (`crictl pull`), as the progress message says.
 
 Ports: the control-plane node's containerPort 80 is published on 127.0.0.1:<free port> (extraPortMappings,
-listenAddress 127.0.0.1); Traefik binds hostPort 80 on that node, so the entrypoint is http://127.0.0.1:<port>.
-Before the lab has an Ingress (stage 0) the entrypoint is the frontend Service through a `kubectl port-forward`
-that the backend starts, records in the marker file and stops in down().
+listenAddress 127.0.0.1); the edge Envoy (backends/edge.py) binds hostPort 80 on that node, so the entrypoint is
+http://127.0.0.1:<port>. Before the lab has an Ingress of class `edge` (stage 0) the entrypoint is the frontend
+Service through a `kubectl port-forward` that the backend starts, records in the marker file and stops in down().
 
 Faults on kind:
 - kill(pod=...) force-deletes the pod; its ReplicaSet replaces it at once (see ClusterBackend.kill_pod).
@@ -67,7 +67,7 @@ from pathlib import Path
 
 import yaml
 
-from . import istio, kindclean, kindimages, traefik
+from . import edge, istio, kindclean, kindimages
 from . import istio_multicluster as im
 from .base import Availability, MeshlabError, NodeInfo
 from .cluster import KUBECTL_HINTS, OWNED_LABEL, ClusterBackend, free_port, os_hint
@@ -104,7 +104,7 @@ def cluster_config(name: str, nodes: int, host_port: int, region: str = "") -> d
     and with a region, topology.kubernetes.io/region and zone (workers over zones a, b, ...; a kubelet may set both)."""
     places = im.zones(region, max(1, nodes - 1)) if region else []
     topology = [im.node_labels(region, places[max(0, i - 1) % len(places)]) if region else {} for i in range(nodes)]
-    control_plane = {"role": "control-plane", "labels": {OWNED_LABEL: "true", traefik.EDGE_NODE_LABEL: "true", **topology[0]},
+    control_plane = {"role": "control-plane", "labels": {OWNED_LABEL: "true", edge.EDGE_NODE_LABEL: "true", **topology[0]},
                      "extraPortMappings": [{"containerPort": NODE_CONTAINER_PORT, "hostPort": host_port,
                                             "listenAddress": "127.0.0.1", "protocol": "TCP"}]}
     workers = [{"role": "worker", "labels": {OWNED_LABEL: "true", **topology[i]}} for i in range(1, nodes)]
@@ -196,7 +196,7 @@ class KindBackend(KindMulticluster, KindFaults, ClusterBackend):
             self.kubectl.apply([kindclean.owner_record(self.cluster_name)], namespace=None)  # for `down --all` elsewhere
             self.kubectl.run("wait", "--for=condition=Ready", "node", "--all", "--timeout=180s", namespace=None,
                              timeout=210, what="nodes did not become Ready")
-            self.preload([traefik.IMAGE], [f"{self.cluster_name}-control-plane"])  # the edge runs there
+            self.preload(list(edge.IMAGES), [f"{self.cluster_name}-control-plane"])  # the edge runs there
             self.install_edge(host_port=NODE_CONTAINER_PORT, with_namespace=True)
         except BaseException:  # including Ctrl-C mid-create: kind leaves the node containers behind
             if ours:

@@ -27,9 +27,8 @@ NODE_IMAGE = "kindest/node"  # `kind create cluster` pulls the tag that matches 
 # the real size for an image Docker already has.
 APPROX_MIB = {
     NODE_IMAGE: 450,  # Kubernetes, containerd and systemd in one image
-    "traefik": 55,  # the edge, every stage
-    "python": 45,  # python:3.12-slim: the shop's apps and meshlab's control plane
-    "envoyproxy/envoy": 70,  # stages 2-4
+    "python": 45,  # python:3.12-slim: the shop's apps, the edge's ingress controller, meshlab's control plane
+    "envoyproxy/envoy": 70,  # the edge (every stage) and the proxies of stages 2-4
     "istio/pilot": 80,  # istiod, stages 5-6
     "istio/proxyv2": 100,  # Istio's sidecar and gateways (Envoy + pilot-agent), stages 5-6
 }
@@ -105,17 +104,19 @@ class Download:
 
 
 def needed() -> list[Download]:
-    """Every image the kind backend runs, in the order a course meets them: the node image and the edge (every stage),
-    the stages' pod images, then Istio's (stages 5 and 6)."""
+    """Every image the kind backend runs, in the order a course meets them: the node image and the edge's (every
+    stage), the stages' pod images, then Istio's (stages 5 and 6)."""
     from .. import stages
-    from . import istio, traefik
+    from . import edge, istio
     from .kubectl import pod_images
 
     every = stages.deployable()
-    found: dict[str, list[int]] = {NODE_IMAGE: every, traefik.IMAGE: every}
+    found: dict[str, list[int]] = {NODE_IMAGE: every, **{image: list(every) for image in edge.IMAGES}}
     for stage in every:
         for image in pod_images(stages.documents(stage)) + (istio.images() if stages.needs_mesh(stage) else []):
-            found.setdefault(image, []).append(stage)
+            used = found.setdefault(image, [])
+            if stage not in used:  # the edge's images are every stage's already
+                used.append(stage)
     return [Download(image, used, approx_mib(image)) for image, used in found.items()]
 
 

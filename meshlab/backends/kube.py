@@ -6,17 +6,17 @@ meshlab.io/lab. A namespace labelled for another learner or lab, or not made by 
 anything is applied or deleted. The backend never creates or deletes clusters.
 
 Two ways to have the namespace (docs/classroom.md):
-- a learner with cluster rights: `up` creates the namespace and whichever of the edge's cluster-wide objects
-  (IngressClass edge, ClusterRole meshlab-edge, ClusterRoleBinding meshlab-edge-<namespace>) are missing;
-  `down` deletes the namespace and that binding;
+- a learner with cluster rights: `up` creates the namespace, and IngressClass edge (the edge's only cluster-wide
+  object) when it is missing; `down` deletes the namespace;
 - a class (`meshlab class setup`, meshlab/backends/classroom.py): the instructor made the namespace and
   everything cluster-wide (label meshlab.io/class=true); `up` creates only namespaced objects, `down` empties
   the namespace and keeps it. Where a learner may not create something, the error says to ask the
   instructor to run `meshlab class setup`.
 
-The learner's own Traefik runs in the namespace; the learner reaches it (or the frontend, before there is an
-Ingress) through a `kubectl port-forward` that this backend starts, records and stops. Stage manifests name no
-namespace, so `kubectl -n <namespace> apply` places them (kubectl refuses an object that names another one).
+The learner's own edge runs in the namespace: Envoy and meshlab's ingress controller, which serves the
+namespace's Ingresses of class `edge` (backends/edge.py). The learner reaches it (or the frontend, before there
+is such an Ingress) through a `kubectl port-forward` that this backend starts, records and stops. Stage manifests
+name no namespace, so `kubectl -n <namespace> apply` places them (kubectl refuses an object that names another one).
 Stage 3 runs as on shared nodes (meshlab/stages/pernode.py): the node proxies have no hostPort, which Pod
 Security "baseline" refuses and which lets one learner per node bind it; the apps reach their node's proxy
 through Service node-proxy-local (internalTrafficPolicy: Local). kill(proxy=...) SIGTERMs the proxy and the
@@ -25,7 +25,7 @@ kubelet restarts it at once.
 Stage 5 uses the cluster's own Istio (install_mesh() finds istiod and refuses without one); meshlab never
 installs or stops it. The trace EnvoyFilter goes into the learner's namespace, so it touches only their
 sidecars. A revision-only Istio needs the namespace label istio.io/rev=REV (which also injects the learner's
-Traefik); an Istio sidecar is killed through its agent (pilot-agent request POST quitquitquit).
+edge pod); an Istio sidecar is killed through its agent (pilot-agent request POST quitquitquit).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from subprocess import CompletedProcess
 
 from .. import manifests
 from ..stages import pernode
-from . import classroom, istio, traefik
+from . import classroom, edge, istio
 from .base import Availability, MeshlabError
 from .classroom import CLASS_LABEL, LAB_LABEL, LEARNER_LABEL
 from .cluster import ClusterBackend, KUBECTL_HINTS, OWNED_LABEL, current_context, os_hint
@@ -211,20 +211,20 @@ class KubeBackend(ClusterBackend):
         return {ref(d) for d, name in zip(docs, names) if name in found}
 
     def _install_edge(self, provisioned: bool) -> None:
-        """Traefik in the namespace; the cluster-wide objects it needs only where missing (a class has them all,
-        and the edge's ServiceAccount, Role and RoleBinding too)."""
-        docs = traefik.documents(self.namespace, self.namespace)
+        """The edge (Envoy + ingress controller) in the namespace; IngressClass edge only where missing (a class has
+        it, and the edge's ServiceAccount, Role and RoleBinding too: a learner may not grant what the Role grants)."""
+        docs = edge.documents(self.namespace, self.namespace)
         if provisioned:
-            if not self._present([traefik.ingress_class()]):
-                raise MeshlabError(f"IngressClass {traefik.INGRESS_CLASS} is missing on cluster {self.cluster}",
+            if not self._present([edge.ingress_class()]):
+                raise MeshlabError(f"IngressClass {edge.INGRESS_CLASS} is missing on cluster {self.cluster}",
                                    self._ask_instructor())
             docs = [d for d in docs if d["kind"] not in CLUSTER_KINDS | EDGE_RBAC_KINDS]
         else:
             present = self._present([d for d in docs if d["kind"] in CLUSTER_KINDS])
             docs = [d for d in docs if ref(d) not in present]
-        self.say("installing the edge proxy (Traefik, IngressClass edge)")
+        self.say("installing the edge proxy (Envoy, meshlab's ingress controller, IngressClass edge)")
         self._create(docs, namespace=None)
-        self.rollout([("deployment", traefik.NAME, self.namespace)], timeout=240)
+        self.rollout([("deployment", edge.NAME, self.namespace)], timeout=240)
 
     def _delete_namespace(self) -> None:
         self.kubectl.run("delete", "namespace", self.namespace, "--ignore-not-found", "--timeout=180s",
@@ -274,8 +274,8 @@ class KubeBackend(ClusterBackend):
         return super().restart(ref, timeout=timeout)
 
     def edge_url(self) -> str:
-        """The learner's Traefik, through a port-forward."""
-        return self.forward(self.namespace, traefik.NAME, 80)
+        """The learner's edge, through a port-forward to its Service."""
+        return self.forward(self.namespace, edge.NAME, edge.SERVICE_PORT)
 
     def kill_proxy_container(self, pod: dict, container: str) -> None:
         """SIGTERM the proxy (PID 1 of its container) with `kubectl exec ... sh -c 'kill 1'`; an Istio sidecar is
@@ -337,8 +337,8 @@ class KubeBackend(ClusterBackend):
         raise MeshlabError("the kube backend cannot stop nodes of a shared cluster", "use the kind backend to kill a node")
 
     def down(self) -> None:
-        """Stop port-forwards; delete the learner's namespace and edge ClusterRoleBinding, or in a class's namespace
-        delete what the lab made. Another learner's namespace is refused, one meshlab did not make left alone."""
+        """Stop port-forwards; delete the learner's namespace, or in a class's namespace delete what the lab made.
+        Another learner's namespace is refused, one meshlab did not make left alone."""
         self.stop_forwards()
         owner = self._owner(self._labels())
         if owner == "foreign":
@@ -346,13 +346,8 @@ class KubeBackend(ClusterBackend):
             return
         if owner == "class":
             self._empty_namespace()
-        else:
-            if owner == "mine":
-                self._delete_namespace()
-            binding = self.kubectl.call("delete", "clusterrolebinding", traefik.cluster_binding_name(self.namespace),
-                                        "--ignore-not-found", namespace=None)
-            if not forbidden(binding):  # without cluster rights there is none of ours to delete
-                check(binding, "delete the edge's ClusterRoleBinding")
+        elif owner == "mine":
+            self._delete_namespace()
         self.state.remove()
         self._owned = ""
 

@@ -11,7 +11,7 @@ from ..manifests import dump
 from .base import ContainerInfo, MeshlabError, NodeInfo, PodInfo, ProxyInfo
 
 PROXY_ROLE_LABEL = "meshlab.io/proxy-role"
-PROXY_IMAGES = ("envoy", "traefik", "proxyv2")  # proxyv2: Istio's sidecar (pilot-agent + Envoy)
+PROXY_IMAGES = ("envoy", "proxyv2")  # proxyv2: Istio's sidecar (pilot-agent + Envoy)
 PROXY_CONTAINERS = ("istio-proxy",)
 CONTROL_PLANE_APPS = ("istiod", "meshlab-controlplane")
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
@@ -117,7 +117,7 @@ def labels(obj: dict) -> dict:
 
 
 def is_proxy_image(image: str) -> bool:
-    """Whether a container image is a proxy meshlab knows (Envoy, or Traefik at the edge)."""
+    """Whether a container image is a proxy meshlab knows (Envoy, or Istio's proxyv2)."""
     name = image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
     return any(p in name for p in PROXY_IMAGES)
 
@@ -139,8 +139,9 @@ def is_control_plane(pod: dict) -> bool:
 
 
 def proxy_container(pod: dict) -> tuple[str, str] | None:
-    """(container name, role) of the pod's proxy: role from the meshlab.io/proxy-role label,
-    else `sidecar` when an Envoy runs beside an app container, else `proxy`."""
+    """(container name, role) of the pod's proxy: role from the meshlab.io/proxy-role label (the pod's own Envoy,
+    e.g. the edge's `envoy` beside its controller, even when Istio injected a sidecar too), else `sidecar` when an
+    Envoy runs beside an app container, else `proxy`."""
     containers = long_running(pod.get("spec") or {})
     proxies = [c for c in containers if is_proxy(c)]
     role = labels(pod).get(PROXY_ROLE_LABEL)
@@ -149,7 +150,8 @@ def proxy_container(pod: dict) -> tuple[str, str] | None:
     if not proxies:
         return None
     if role:
-        return proxies[0]["name"], role
+        own = [c for c in proxies if c.get("name") not in PROXY_CONTAINERS] or proxies
+        return own[0]["name"], role
     return proxies[0]["name"], "sidecar" if len(proxies) < len(containers) else "proxy"
 
 
@@ -240,7 +242,7 @@ def proxy_info(pod: dict, cluster: str = "", killed: frozenset = frozenset()) ->
 
 def admin_port(pod: dict) -> int | None:
     """The Envoy admin port of the pod's proxy: Istio's 15000, or for an Envoy container its port named `*admin`
-    (meshlab's stages name it so), else Envoy's customary 15000; None for a proxy with no Envoy admin (Traefik)."""
+    (meshlab's stages and edge name it so), else Envoy's customary 15000; None for a proxy with no Envoy admin."""
     found = proxy_container(pod)
     container = next((c for c in long_running(pod.get("spec") or {}) if found and c.get("name") == found[0]), None)
     if container is None:

@@ -121,7 +121,7 @@ def judge_ingress(seen: Mapping[tuple[str, str], str], empty: Iterable[str] = ()
         why = "the edge did not answer: is the lab up? (lab.up(stage='edge'))"
     elif classless:
         why = (f"Ingress {', '.join(classless)} has no `ingressClassName`: the edge controller serves class "
-               "`edge` only, and ignores it (as Traefik on kind would)")
+               "`edge` only, and ignores it (as any controller whose class is not the default would)")
     elif who == NO_ENDPOINT:
         clusters = ", ".join(sorted(empty)) or "?"
         why = (f"Host {host} {path} got HTTP 503: that path's backend has no ready pod behind it (the edge's "

@@ -14,10 +14,11 @@ import math
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from .. import failover as _failover
 from .. import traffic as _traffic
+from ..failover import OUTSIDE, Failover, app_hops, cluster_counts
 from ..tables import text_table
 from .base import CheckResult, exercise, one_line
 from .quiz import judge as quiz_judge
@@ -25,7 +26,6 @@ from .quiz import judge as quiz_judge
 LAB = "06-multicluster-lab"
 CLUSTERS = ("cluster-1", "cluster-2")
 HOME, OTHER = CLUSTERS
-OUTSIDE = "outside"  # where the legacy payments service runs: outside both clusters
 SERVICES = ("frontend", "catalog", "reviews", "ratings", "payments")
 SAMPLE = 200  # requests whose traces the crossings check reads
 MIN_REQUESTS = 100  # requests each measured run of the outage exercise must have
@@ -46,11 +46,6 @@ background = _traffic.background  # the load generator (the unit tests put a fak
 
 
 # ---- reading traces ---------------------------------------------------------------------------------------
-
-def app_hops(hops: Iterable[Mapping]) -> list[Mapping]:
-    """The app hops of one traced path, in order (proxies stamp hops too, but only apps make calls)."""
-    return [h for h in hops or [] if isinstance(h, Mapping) and h.get("kind") == "app"]
-
 
 def place(hop: Mapping, pods: Mapping[str, str] | None = None) -> str:
     """Where an app hop ran: the cluster of its pod (from the lab's pods, else the hop's own cluster= stamp),
@@ -98,16 +93,6 @@ def crossing_path(result, pods: Mapping[str, str] | None = None) -> list[dict]:
         if HOME in places and OTHER in places:
             return [dict(h) for h in path["hops"]]
     return []
-
-
-def cluster_counts(result, service: str = "reviews") -> Counter:
-    """How many requests of a traffic result had `service` answered by each cluster (from the traces)."""
-    counts: Counter = Counter()
-    for path in getattr(result, "paths", None) or []:
-        seen = {h.get("cluster") or OUTSIDE for h in app_hops(path.get("hops")) if h.get("service") == service}
-        for cluster in seen:
-            counts[cluster] += int(path.get("count") or 1)
-    return counts
 
 
 def answering(result) -> set[str]:
@@ -407,18 +392,6 @@ FAILOVER_EXPECTED = ("calls to reviews stay in cluster-1 while its copy is healt
                      "restore() they come back to cluster-1")
 
 
-@dataclass
-class Failover:
-    """What the failover check measured: the load across the kill, and when cluster-2 started to answer."""
-
-    killed: list[str] = field(default_factory=list)
-    requests: int = 0
-    failed: int = 0
-    switch_s: float | None = None  # from the first kill to the first reviews answer from cluster-2
-    last_failure_s: float | None = None
-    errors: list[str] = field(default_factory=list)
-
-
 def describe_rules(rules: Iterable[Mapping]) -> str:
     """What is wrong with the DestinationRules for reviews, as far as reading them tells ('' when nothing is)."""
     rules = [r for r in rules or [] if str((r.get("spec") or {}).get("host", "")).split(".")[0] == "reviews"]
@@ -573,30 +546,9 @@ def _split(counts: Mapping[str, int]) -> str:
 
 def measure_failover(lab) -> Failover:
     """Kill every reviews pod of cluster-1 while load runs; watch the traces until cluster-2 answers reviews (and a
-    little longer), or give up after SWITCH_TIMEOUT_S. The pods stay down until restore()."""
-    local = [p.name for p in lab.pods() if p.service == "reviews" and getattr(p, "cluster", "") == HOME
-             and getattr(p, "phase", "Running") == "Running"]
-    out = Failover(killed=local)
-    with background(lab.url, concurrency=LOAD) as load:
-        time.sleep(WARMUP_S)  # the load runs, everything local
-        start = load.snapshot()
-        begin = time.monotonic()
-        for name in local:
-            lab.kill(pod=name)
-        failed = start.failed
-        while True:
-            now = time.monotonic() - begin
-            seen = load.snapshot()
-            if seen.failed > failed:
-                failed, out.last_failure_s = seen.failed, now
-            if out.switch_s is None and cluster_counts(seen).get(OTHER, 0) > cluster_counts(start).get(OTHER, 0):
-                out.switch_s = now
-            if (out.switch_s is not None and now >= out.switch_s + SETTLE_S) or now >= SWITCH_TIMEOUT_S:
-                break
-            time.sleep(POLL_S)
-    final = load.result()
-    out.requests, out.failed, out.errors = final.requests - start.requests, final.failed - start.failed, final.errors
-    return out
+    little longer), or give up after SWITCH_TIMEOUT_S. The pods stay down until restore() (meshlab/failover.py)."""
+    return _failover.measure(lab, "reviews", HOME, OTHER, concurrency=LOAD, warmup_s=WARMUP_S, poll_s=POLL_S,
+                             timeout_s=SWITCH_TIMEOUT_S, settle_s=SETTLE_S, background=background)
 
 
 def come_back(lab) -> tuple[float, Any] | None:

@@ -60,7 +60,7 @@ def test_lab01_checks_on_a_real_edge(no_leaks, monkeypatch, tmp_path):
         lab.apply(RIGHT_INGRESS.replace("path: /api/catalog, pathType: Prefix", "path: /api/catalog, pathType: Exact"))
         wrong = check("ingress-host-path", lab)
         assert not wrong.ok and "/api/catalog/items/7" in wrong.received
-        # wrong: no ingressClassName; the edge controller ignores it, as Traefik (class edge) would
+        # wrong: no ingressClassName; the edge controller (class edge, not the default) ignores it
         lab.apply(RIGHT_INGRESS.replace("  ingressClassName: edge\n", ""))
         wrong = check("ingress-host-path", lab)
         assert not wrong.ok and "Ingress shop has no `ingressClassName`" in wrong.received

@@ -1,4 +1,4 @@
-"""Stage 1 (edge proxy) on a real kind cluster: traffic enters through Traefik and every trace shows it.
+"""Stage 1 (edge proxy) on a real kind cluster: traffic enters through the Envoy edge and every trace shows it.
 
 Opt-in: `pytest -m kind` (needs Docker running, kind and kubectl; takes minutes the first time).
 """
@@ -21,7 +21,7 @@ LAB = "kindtest"
 
 
 def get_json(url: str, wait: float = 90.0) -> dict:
-    """GET url until it answers 200 with JSON (Traefik needs a moment to pick up a new Ingress)."""
+    """GET url until it answers 200 with JSON (the edge needs a moment to pick up a new Ingress)."""
     deadline, last = time.monotonic() + wait, ""
     while time.monotonic() < deadline:
         try:
@@ -70,6 +70,18 @@ def test_status_reports_the_edge_proxy_and_the_shop(lab):
     assert len(edges) == 1 and edges[0].state == "running"
     assert {p.service for p in lab.pods()} >= {"frontend", "catalog", "reviews", "ratings"}
     assert all(n.ready for n in lab.nodes()) and len(lab.nodes()) == 2
+
+
+def test_the_edge_is_an_envoy_whose_admin_shows_the_ingress_backend(lab):
+    """Lesson 01 section 4 and lab 01's checks read the edge's admin API: on kind too."""
+    from meshlab.envoy.admin import Admin
+
+    edge = next(p for p in lab.proxies() if p.role == "edge")
+    assert edge.admin_url, edge
+    admin = Admin(edge.admin_url, 10)
+    assert admin.clusters().get("default/frontend:9080"), admin.clusters()  # the Ingress's backend, with endpoints
+    get_json(lab.entrypoint() + "/")
+    assert admin.stats().get("http.edge.downstream_rq_total", 0) >= 1
 
 
 def test_down_deletes_only_the_labs_cluster(lab):

@@ -2,7 +2,7 @@
 VirtualService shifts it, STRICT mTLS refuses a plaintext client, and istiod can go down without breaking traffic.
 
 Opt-in: `.venv/bin/python -m pytest -m kind tests/kind/test_kind_stage5.py` (needs Docker running, kind, kubectl
-and istioctl of the pinned Istio version; the first run pulls the node, Istio, python and Traefik images).
+and istioctl of the pinned Istio version; the first run pulls the node, Istio, python and Envoy images).
 """
 
 from __future__ import annotations

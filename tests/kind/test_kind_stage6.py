@@ -6,7 +6,7 @@ the lesson's), the legacy service outside both reached through its ServiceEntry,
 
 Opt-in: `.venv/bin/python -m pytest -m kind tests/kind/test_kind_stage6.py` (needs Docker running with about 8 GiB and
 4 CPUs for Docker, kind, kubectl and istioctl of the pinned Istio version; `meshlab doctor` checks all of it). The first
-run pulls the node, Istio, python and Traefik images.
+run pulls the node, Istio, python and Envoy images.
 """
 
 from __future__ import annotations

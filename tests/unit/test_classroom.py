@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from meshlab import cli, manifests, stages
-from meshlab.backends import classroom, kube, traefik
+from meshlab.backends import classroom, edge, kube
 from meshlab.backends.base import MeshlabError
 from meshlab.backends.local import kinds as local_kinds
 from meshlab.stages import pernode
@@ -130,10 +130,21 @@ def test_bundle_gives_the_edge_of_each_namespace_all_it_needs_with_the_kube_back
     """What the class makes + what the backend applies in a class's namespace = every object of the edge."""
     ns = "meshlab-ann-welcome"
     made = {kube.ref(d) + "@" + d["metadata"].get("namespace", "") for d in classroom.bundle([ANN], ["welcome"])}
-    learner = [d for d in traefik.documents(ns, ns) if d["kind"] not in kube.CLUSTER_KINDS | kube.EDGE_RBAC_KINDS]
+    learner = [d for d in edge.documents(ns, ns) if d["kind"] not in kube.CLUSTER_KINDS | kube.EDGE_RBAC_KINDS]
     applied = {kube.ref(d) + "@" + d["metadata"].get("namespace", "") for d in learner}
-    assert {kube.ref(d) + "@" + d["metadata"].get("namespace", "") for d in traefik.documents(ns, ns)} <= made | applied
+    assert {kube.ref(d) + "@" + d["metadata"].get("namespace", "") for d in edge.documents(ns, ns)} <= made | applied
     assert {d["kind"] for d in learner} == {"ConfigMap", "Deployment", "Service"}
+    # the edge's RBAC, which the learner could not grant (its Role reads EndpointSlices), is the class's, per namespace
+    made_rbac = [d for d in classroom.bundle([ANN], ["welcome"]) if d["kind"] in kube.EDGE_RBAC_KINDS
+                 and d["metadata"].get("namespace") == ns and d["metadata"]["name"] != classroom.LEARNER_ROLE]
+    assert [kube.ref(d) for d in made_rbac] == ["ServiceAccount/edge", "Role/meshlab-edge", "RoleBinding/meshlab-edge"]
+    learner_reads = {r for rule in classroom.LEARNER_RULES for r in rule[1]}
+    edge_reads = {r for d in made_rbac if d["kind"] == "Role" for rule in d["rules"] for r in rule["resources"]}
+    assert "endpointslices" in edge_reads - learner_reads
+    assert not [d for d in classroom.bundle([ANN], ["welcome"]) if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"] == edge.ROLE]  # the edge needs nothing cluster-wide but its IngressClass
+    assert next(d for d in classroom.bundle([ANN], ["welcome"]) if d["kind"] == "IngressClass")["spec"] == {
+        "controller": "meshlab.io/edge"}
 
 
 def test_the_learners_role_is_minimal():
@@ -142,15 +153,14 @@ def test_the_learners_role_is_minimal():
     for role in roles:
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], role["metadata"]["name"]
-            assert not {"escalate", "bind", "impersonate", "deletecollection", "update"} & set(rule["verbs"]) \
-                or rule["resources"] == ["ingresses/status"]  # the edge's own: Traefik writes the Ingress status
+            assert not {"escalate", "bind", "impersonate", "deletecollection", "update"} & set(rule["verbs"])
     learner = rules_of(docs, "ClusterRole", classroom.LEARNER_ROLE)
     granted = {(res, verb) for rule in learner for res in rule["resources"] for verb in rule["verbs"]}
     creatable = {res for res, verb in granted if verb == "create" and "/" not in res}
     # exactly what the kube backend creates in a class's namespace: the stages' objects (stage 3 for shared nodes),
     # the edge's namespaced part, the trace EnvoyFilter and the Istio kinds meshlab's control plane knows
     objects = [d for n in (0, 1, 2, 4, 5) for d in stages.documents(n)] + pernode.documents(shared_nodes=True)
-    objects += traefik.documents("ns", "ns")
+    objects += edge.documents("ns", "ns")
     needed = {PLURAL[d["kind"]] for d in objects if d["kind"] not in kube.CLUSTER_KINDS | kube.EDGE_RBAC_KINDS}
     needed |= {"serviceaccounts", "envoyfilters"} | {PLURAL[kind] for _, kind in local_kinds.ISTIO_KINDS}
     assert creatable == needed

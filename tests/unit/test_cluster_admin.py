@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from meshlab import cli
-from meshlab.backends import cluster, kind, kube, kubectl, traefik
+from meshlab.backends import cluster, edge, kind, kube, kubectl
 from meshlab.envoy.admin import Admin
 from meshlab.stages import envoyconf
 from fakerunner import FakeRunner
@@ -76,9 +76,8 @@ SIDECAR = pod("reviews-v2-bbb", [{"name": "app", "image": "python:3.12-slim", "p
               labels={"app": "reviews"})
 ISTIO = pod("ratings-v1-ddd", [{"name": "app", "image": "python:3.12-slim", "ports": [{"containerPort": 9080}]},
                                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}], labels={"app": "ratings"})
-EDGE = pod("edge-eee", [{"name": "traefik", "image": traefik.IMAGE, "ports": [{"containerPort": 8000}, {"name": "admin",
-                                                                                                       "containerPort": 8080}]}],
-           namespace="meshlab-system", labels=dict(traefik.POD_LABELS))
+EDGE = pod("edge-eee", edge.deployment("meshlab-system", "default", 80)["spec"]["template"]["spec"]["containers"],
+           namespace="meshlab-system", labels=dict(edge.POD_LABELS))  # the controller and the edge's Envoy
 
 
 def items(*objects) -> str:
@@ -112,7 +111,7 @@ def kind_backend(runner, **options) -> kind.KindBackend:
 
 @pytest.fixture
 def lab(stub, stopped, monkeypatch):
-    """A kind backend whose pods are a router, a sidecar pod, an Istio sidecar and the Traefik edge; every new
+    """A kind backend whose pods are a router, a sidecar pod, an Istio sidecar and the Envoy edge; every new
     port-forward 'listens' where the stub admin does."""
     monkeypatch.setattr(cluster, "free_port", lambda: stub.port)
     runner = FakeRunner().on("get", "pods", stdout=items(ROUTER, SIDECAR, ISTIO, EDGE))
@@ -127,7 +126,7 @@ def lab(stub, stopped, monkeypatch):
 def test_admin_port_of_each_kind_of_proxy():
     assert kubectl.admin_port(ROUTER) == envoyconf.ADMIN_PORT == 15000  # the container port named envoy-admin
     assert kubectl.admin_port(ISTIO) == 15000  # Istio's sidecar admin
-    assert kubectl.admin_port(EDGE) is None  # Traefik has no Envoy admin, even with a port named admin
+    assert kubectl.admin_port(EDGE) == 15000  # the edge's Envoy (its port envoy-admin), not its controller
     assert kubectl.admin_port(pod("plain", [{"name": "app", "image": "python:3.12-slim"}])) is None
     custom = pod("own", [{"name": "envoy", "image": ENVOY, "ports": [{"name": "my-admin", "containerPort": 9901}]}],
                  labels={"meshlab.io/proxy-role": "gateway"})
@@ -164,7 +163,7 @@ def test_listing_proxies_starts_no_port_forward_and_every_envoy_gets_an_admin_ur
     assert urls == {"router-ccc": f"http://127.0.0.1:{gateway}/default/router-ccc",
                     "reviews-v2-bbb/envoy": f"http://127.0.0.1:{gateway}/default/reviews-v2-bbb",
                     "ratings-v1-ddd/istio-proxy": f"http://127.0.0.1:{gateway}/default/ratings-v1-ddd",
-                    "edge-eee": ""}
+                    "edge-eee": f"http://127.0.0.1:{gateway}/meshlab-system/edge-eee"}
     assert {p.name: p.admin_url for p in again} == urls
     assert "admin_forwards" not in lab.state.read()
 

@@ -9,7 +9,7 @@ import yaml
 from test_kube_backend import SHOP_PODS, FakeRunner, items, pod
 
 from meshlab import manifests
-from meshlab.backends import cluster, kind, kindfaults, traefik
+from meshlab.backends import cluster, edge, kind, kindfaults
 from meshlab.backends.base import MeshlabError
 
 CLUSTER, CTX, PORT = "meshlab-t1", "kind-meshlab-t1", 30123
@@ -52,7 +52,7 @@ def test_up_creates_the_cluster_installs_the_edge_and_waits(runner, state_home):
         INSPECT,
         KUBECTL + ["apply", "-f", "-"],  # the owner record (kindclean.owner_record)
         KUBECTL + ["wait", "--for=condition=Ready", "node", "--all", "--timeout=180s"],
-        ["docker", "exec", f"{CLUSTER}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", traefik.IMAGE],
+        ["docker", "exec", f"{CLUSTER}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", *edge.IMAGES],
         KUBECTL + ["apply", "-f", "-"],
         KUBECTL + ["-n", "meshlab-system", "rollout", "status", "deployment/edge", "--timeout=240s"],
     ]
@@ -79,8 +79,10 @@ def test_edge_objects_applied_on_kind_are_valid_and_bind_host_port_80(runner):
     manifests.validate(docs, "kind edge")
     assert docs[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "meshlab-system", "labels": {"app.kubernetes.io/name": "meshlab-edge", "app.kubernetes.io/managed-by": "meshlab"}}}
+    assert docs == edge.documents("meshlab-system", "default", 80, with_namespace=True)  # serves the lab's namespace
     deployment = next(d for d in docs if d["kind"] == "Deployment")
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] == 80
+    envoy = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "envoy")
+    assert envoy["ports"][0] == {"name": "http", "containerPort": 8080, "hostPort": 80}
 
 
 def test_a_failed_up_deletes_the_cluster_it_made(runner, state_home):
@@ -263,10 +265,10 @@ def test_kill_proxy_freezes_it_from_the_node_until_restore(runner, state_home):
     runner.on("get", "pods", stdout=items(*SHOP_PODS))
     runner.on("crictl", "inspect", stdout=json.dumps({"status": {}, "info": {"pid": 3141}}))
     backend = make(runner)
-    assert backend.kill(proxy="edge") == ["edge-ddd/traefik"]
-    rule = ["-d", "10.244.1.5", "-p", "tcp", "--dport", "8000", "-j", "REJECT",
+    assert backend.kill(proxy="edge") == ["edge-ddd/envoy"]  # the edge's Envoy, not its controller
+    rule = ["-d", "10.244.1.5", "-p", "tcp", "--dport", "8080", "-j", "REJECT",
             "--reject-with", "tcp-reset"]  # connections fail at once, as to a dead process
-    assert runner.argvs[-3:] == [["docker", "exec", "node-cp", "crictl", "inspect", "id-edge-ddd-traefik"],
+    assert runner.argvs[-3:] == [["docker", "exec", "node-cp", "crictl", "inspect", "id-edge-ddd-envoy"],
                                  ["docker", "exec", "node-cp", "kill", "-STOP", "3141"],
                                  ["docker", "exec", "node-cp", "iptables", "-I", "FORWARD", "1", *rule]]
     assert [p.state for p in backend.proxies() if p.role == "edge"] == ["killed"]

@@ -8,7 +8,7 @@ from istio_samples import deployment
 from test_kube_backend import FakeRunner
 
 from meshlab import doctor
-from meshlab.backends import istio, kind, kindimages, traefik
+from meshlab.backends import edge, istio, kind, kindimages
 from meshlab.backends.base import MeshlabError
 from meshlab.stages import envoyconf, shop
 
@@ -114,13 +114,14 @@ def test_nodes_that_have_every_image_need_nothing():
     assert not [a for a in runner.argvs if a[:2] in (["docker", "pull"], ["kind", "load"]) or "crictl" in a]
 
 
-def test_up_loads_traefik_onto_the_edge_node_before_installing_the_edge():
+def test_up_loads_the_edges_images_onto_the_edge_node_before_installing_the_edge():
     runner = FakeRunner().on("docker", "inspect", stdout="cp-1\n")
-    runner.on("docker", "exec", f"{CLUSTER}-control-plane", "sh", "-c", stdout=f"{traefik.IMAGE}\n")
+    runner.on("docker", "exec", f"{CLUSTER}-control-plane", "sh", "-c", stdout="\n".join(edge.IMAGES) + "\n")
     backend(runner, []).up(nodes=2)
-    load = ["kind", "load", "docker-image", traefik.IMAGE, "--name", CLUSTER, "--nodes", f"{CLUSTER}-control-plane"]
     rollout = index(runner, "kubectl", "--context", f"kind-{CLUSTER}", "-n", "meshlab-system", "rollout")
-    assert runner.argvs.index(load) < rollout
+    for image in edge.IMAGES:  # the controller's python and the edge's Envoy
+        load = ["kind", "load", "docker-image", image, "--name", CLUSTER, "--nodes", f"{CLUSTER}-control-plane"]
+        assert runner.argvs.index(load) < rollout
 
 
 def test_install_mesh_loads_istios_images_into_the_workers():
@@ -135,10 +136,11 @@ def test_install_mesh_loads_istios_images_into_the_workers():
 
 def test_the_table_knows_every_image_the_course_runs_and_reads_references():
     rows = kindimages.needed()
-    assert [r.image for r in rows] == [kindimages.NODE_IMAGE, traefik.IMAGE, PYTHON, ENVOY, *istio.images()]
+    assert [r.image for r in rows] == [kindimages.NODE_IMAGE, PYTHON, ENVOY, *istio.images()]
     assert all(r.approx_mib for r in rows)  # every image the course runs has a documented size
     by_image = {r.image: kindimages.stage_range(r.stages) for r in rows}
-    assert by_image[ENVOY] == "2-4" and by_image[PYTHON] == "0-6" and by_image[istio.images()[1]] == "5-6"
+    assert by_image[ENVOY] == by_image[PYTHON] == "0-6"  # the edge runs both in every stage
+    assert by_image[istio.images()[1]] == "5-6"
     assert kindimages.repository(f"docker.io/istio/proxyv2:{istio.VERSION}") == "istio/proxyv2"
     assert kindimages.repository("docker.io/library/python:3.12-slim@sha256:abc") == "python"
     assert kindimages.repository("localhost:5000/envoyproxy/envoy") == "localhost:5000/envoyproxy/envoy"
@@ -152,7 +154,7 @@ def test_doctor_lists_downloads_with_approximate_sizes_without_docker():
     assert runner.calls == []  # no engine: nothing asked
     assert "kind then loads it into every new cluster" in lines[0]
     row = next(line for line in lines if line.strip().startswith(ENVOY))
-    assert row.split()[1:] == ["2-4", f"~{kindimages.APPROX_MIB['envoyproxy/envoy']}", "MiB"]
+    assert row.split()[1:] == ["0-6", f"~{kindimages.APPROX_MIB['envoyproxy/envoy']}", "MiB"]  # the edge: every stage
     total = sum(kindimages.approx_mib(r.image) for r in kindimages.needed())
     early = sum(kindimages.approx_mib(r.image) for r in kindimages.needed() if min(r.stages) < 5)
     assert lines[-1].strip() == (f"still to download: about {total} MiB for the whole course, {early} MiB for stages 0-4 "

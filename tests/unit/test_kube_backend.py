@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from meshlab import manifests
-from meshlab.backends import cluster, kube, kubectl, traefik
+from meshlab.backends import cluster, edge, kube, kubectl
 from meshlab.backends.base import MeshlabError
 
 CTX = "class-cluster"
@@ -76,8 +76,8 @@ SHOP_PODS = [
     pod("reviews-v2-bbb", node="node-2", labels={"app": "reviews", "version": "v2"},
         containers=(("app", "python:3.12-slim", 9080), ("envoy", ENVOY, None))),
     pod("router-ccc", labels={"meshlab.io/proxy-role": "router"}, containers=(("envoy", ENVOY, 10000),)),
-    pod("edge-ddd", namespace="meshlab-system", node="node-cp", labels=dict(traefik.POD_LABELS),
-        containers=(("traefik", traefik.IMAGE, 8000),)),
+    pod("edge-ddd", namespace="meshlab-system", node="node-cp", labels=dict(edge.POD_LABELS),
+        containers=(("controller", edge.CONTROLLER_IMAGE, None), ("envoy", edge.ENVOY_IMAGE, 8080))),
     pod("coredns-x", namespace="kube-system", containers=(("coredns", "coredns:1.11", 53),)),
 ]
 
@@ -140,46 +140,6 @@ def test_check_turns_failures_into_one_line_errors():
         kubectl.check(CompletedProcess([], 1, "", "warning\nerror: something broke\n"), "kubectl apply")
 
 
-# ---- traefik.py ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("host_port,with_namespace", [(80, True), (None, False)])
-def test_traefik_objects_are_valid_kubernetes(host_port, with_namespace):
-    docs = traefik.documents("meshlab-system", "default", host_port, with_namespace)
-    manifests.validate(docs, "traefik")
-    kinds = [d["kind"] for d in docs]
-    assert {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "IngressClass",
-            "ConfigMap", "Deployment", "Service"} <= set(kinds)
-    assert ("Namespace" in kinds) == with_namespace
-
-
-def test_traefik_serves_class_edge_and_stamps_the_edge_hop():
-    docs = {d["kind"]: d for d in traefik.documents("meshlab-system", "default", 80)}
-    assert docs["IngressClass"]["metadata"]["name"] == "edge"
-    assert docs["IngressClass"]["spec"]["controller"] == "traefik.io/ingress-controller"
-    pod_spec = docs["Deployment"]["spec"]["template"]["spec"]
-    args = pod_spec["containers"][0]["args"]
-    assert "--providers.kubernetesIngress.ingressClass=edge" in args
-    assert "--providers.kubernetesIngress.namespaces=default" in args
-    assert "--entryPoints.web.http.middlewares=meshlab-trace@file" in args
-    assert pod_spec["containers"][0]["ports"][0] == {"name": "web", "containerPort": 8000, "hostPort": 80}
-    assert pod_spec["nodeSelector"] == {"meshlab.io/edge": "true"}
-    middleware = yaml.safe_load(docs["ConfigMap"]["data"]["trace.yaml"])
-    header = middleware["http"]["middlewares"]["meshlab-trace"]["headers"]["customRequestHeaders"]["x-meshlab-trace"]
-    assert header == 'kind=proxy;role=edge;name={{ env "POD_NAME" }};node={{ env "NODE_NAME" }}'
-    assert docs["Deployment"]["spec"]["template"]["metadata"]["labels"]["meshlab.io/proxy-role"] == "edge"
-
-
-def test_traefik_rbac_is_namespaced_except_cluster_scoped_kinds():
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in traefik.documents(NS, NS)}
-    role = docs[("Role", "meshlab-edge")]
-    assert role["metadata"]["namespace"] == NS
-    assert {r for rule in role["rules"] for r in rule["resources"]} >= {"services", "endpointslices", "ingresses", "secrets"}
-    cluster_role = docs[("ClusterRole", "meshlab-edge")]
-    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {"ingressclasses", "nodes"}
-    assert ("ClusterRoleBinding", f"meshlab-edge-{NS}") in docs
-
-
 # ---- the kube backend -------------------------------------------------------------------------------
 
 
@@ -198,8 +158,7 @@ def test_up_creates_an_owned_namespace_then_the_edge(runner):
     assert runner.argvs == [
         base + ["get", "namespace", NS, "-o", "jsonpath={.metadata.labels}"],
         base + ["apply", "-f", "-"],
-        base + ["get", "clusterrole/meshlab-edge", f"clusterrolebinding/meshlab-edge-{NS}", "ingressclass/edge",
-                "-o", "name", "--ignore-not-found"],
+        base + ["get", "ingressclass/edge", "-o", "name", "--ignore-not-found"],
         base + ["apply", "-f", "-"],
         base + ["-n", NS, "rollout", "status", "deployment/edge", "--timeout=240s"],
     ]
@@ -208,6 +167,9 @@ def test_up_creates_an_owned_namespace_then_the_edge(runner):
         "meshlab.io/owned": "true", "meshlab.io/learner": "ann", "meshlab.io/lab": "shop"}}
     manifests.validate(namespace_doc + edge_docs, "kube up")
     assert {d["metadata"].get("namespace") for d in edge_docs if d["kind"] in ("Deployment", "Role")} == {NS}
+    assert sorted(kubectl.ref(d) for d in edge_docs) == [  # the Envoy edge, its controller's rights in the namespace
+        "ConfigMap/edge-controller", "ConfigMap/edge-envoy", "Deployment/edge", "IngressClass/edge", "Role/meshlab-edge",
+        "RoleBinding/meshlab-edge", "Service/edge", "ServiceAccount/edge"]
     assert not any(a[0] in ("kind", "docker") for a in runner.argvs)
 
 
@@ -250,11 +212,10 @@ def test_a_stage_goes_into_the_learners_namespace_unchanged(runner, stage):
     assert sent == docs and not [d for d in sent if "namespace" in d["metadata"]]  # kubectl -n refuses another one
 
 
-def test_down_deletes_only_its_own_namespace_and_binding(runner):
+def test_down_deletes_only_its_own_namespace(runner):
     make(runner).down()
     base = ["kubectl", "--context", CTX]
-    assert runner.argvs[1:] == [base + ["delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"],
-                                base + ["delete", "clusterrolebinding", f"meshlab-edge-{NS}", "--ignore-not-found"]]
+    assert runner.argvs[1:] == [base + ["delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"]]
 
 
 def test_down_leaves_a_foreign_namespace_and_is_idempotent(runner):
@@ -264,7 +225,7 @@ def test_down_leaves_a_foreign_namespace_and_is_idempotent(runner):
     assert not any("delete" in a for a in runner.argvs) and "not deleting" in said[0]
     other = FakeRunner().on("get", "namespace", stderr="NotFound", rc=1)
     make(other).down()
-    assert [a[3] for a in other.argvs] == ["get", "delete"]
+    assert [a[3] for a in other.argvs] == ["get"]  # no namespace: nothing of the lab's is left to delete
 
 
 def test_wait_ready_rolls_out_every_workload_with_progress(runner):
@@ -296,7 +257,8 @@ def test_entrypoint_port_forwards_to_the_edge_or_the_frontend(runner, monkeypatc
     assert backend.entrypoint() == "http://127.0.0.1:41000"
     assert runner.spawned == [["kubectl", "--context", CTX, "-n", NS, "port-forward", "--address", "127.0.0.1",
                                "service/edge", "41000:80"]]
-    runner.on("get", "ingresses", stdout=items())
+    classless = {"kind": "Ingress", "metadata": {"name": "shop"}, "spec": {"rules": []}}  # the edge ignores it, as locally
+    runner.on("get", "ingresses", stdout=items(classless))
     runner.on("get", "service", "frontend", stdout=json.dumps({"spec": {"ports": [{"port": 9080}]}}))
     backend.entrypoint()
     assert runner.spawned[-1][-2:] == ["service/frontend", "41000:9080"]
@@ -486,8 +448,7 @@ def test_down_deletes_the_learners_own_namespace_only_and_leaves_bobs_alone():
     cluster = FakeRunner().on("get", "namespace", NS, stdout=MINE).on("get", "namespace", "meshlab-bob-shop", stdout=BOB_LABELS)
     make(cluster).down()
     deleted = [a for a in cluster.argvs if "delete" in a]
-    assert deleted == [["kubectl", "--context", CTX, "delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"],
-                       ["kubectl", "--context", CTX, "delete", "clusterrolebinding", f"meshlab-edge-{NS}", "--ignore-not-found"]]
+    assert deleted == [["kubectl", "--context", CTX, "delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"]]
     assert not [a for a in cluster.argvs if "meshlab-bob-shop" in " ".join(a)]
 
 
@@ -500,7 +461,8 @@ def test_up_in_a_class_namespace_creates_only_namespaced_objects(runner):
                             base + ["apply", "-f", "-"],
                             base + ["-n", NS, "rollout", "status", "deployment/edge", "--timeout=240s"]]
     sent = list(yaml.safe_load_all(runner.inputs("apply")[0]))
-    assert sorted(kubectl.ref(d) for d in sent) == ["ConfigMap/edge-trace", "Deployment/edge", "Service/edge"]
+    assert sorted(kubectl.ref(d) for d in sent) == ["ConfigMap/edge-controller", "ConfigMap/edge-envoy", "Deployment/edge",
+                                                    "Service/edge"]
     assert {d["metadata"]["namespace"] for d in sent} == {NS}
     manifests.validate(sent, "class edge")
 
@@ -522,8 +484,8 @@ def test_a_learner_without_cluster_rights_is_sent_to_the_instructor(runner, wher
         runner.on("apply", stderr=FORBIDDEN, rc=1)
         expected = rf"^you may not create Namespace/{NS} on cluster {CTX}: Error from server \(Forbidden\)"
     elif where == "cluster-objects":  # a namespace of one's own, but no right to read the edge's cluster objects
-        runner.on("get", "clusterrole/meshlab-edge", stderr='Error from server (Forbidden): clusterroles.rbac... is forbidden', rc=1)
-        expected = rf"^you may not read ClusterRole/meshlab-edge, ClusterRoleBinding/meshlab-edge-{NS}, IngressClass/edge"
+        runner.on("get", "ingressclass/edge", stderr='Error from server (Forbidden): ingressclasses.networking... is forbidden', rc=1)
+        expected = rf"^you may not read IngressClass/edge on cluster {CTX}"
     else:  # a class's namespace, but the class's IngressClass is gone
         runner.on("get", "namespace", NS, stdout=CLASS)
         expected = rf"^IngressClass edge is missing on cluster {CTX}"

@@ -150,7 +150,7 @@ def path(value, svc, kind="Prefix", port=9080):
 
 def test_the_controller_serves_its_own_class_only():
     assert ingress.serves(ing()) and not ingress.serves(ing(cls="traefik"))
-    assert not ingress.serves(ing(cls=None))  # ignored, as Traefik on kind (class edge, not the default) ignores it
+    assert not ingress.serves(ing(cls=None))  # ignored, as a controller whose class is not the default ignores it
 
 
 @pytest.mark.parametrize("given, match", [({"path": "/", "pathType": "Prefix"}, {"prefix": "/"}),

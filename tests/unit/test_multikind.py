@@ -16,7 +16,7 @@ from test_istio_backend import VERSION_ARGV, istioctl
 from test_kube_backend import FakeRunner
 
 from meshlab import doctor, manifests
-from meshlab.backends import istio, kind, multikind, traefik
+from meshlab.backends import edge, istio, kind, multikind
 from meshlab.backends import istio_multicluster as im
 from meshlab.backends.base import MeshlabError
 from meshlab.kindfleet import KindFleet
@@ -95,7 +95,7 @@ def test_bringing_up_both_members_creates_two_kind_clusters_in_order():
                      inspect_id(cluster),
                      ["kubectl", "--context", ctx, "apply", "-f", "-"],  # the owner record (kindclean.py)
                      ["kubectl", "--context", ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=180s"],
-                     ["docker", "exec", f"{cluster}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", traefik.IMAGE],
+                     ["docker", "exec", f"{cluster}-control-plane", "sh", "-c", kind.MISSING_IMAGES, "sh", *edge.IMAGES],
                      ["kubectl", "--context", ctx, "apply", "-f", "-"],
                      ["kubectl", "--context", ctx, "-n", "meshlab-system", "rollout", "status", "deployment/edge",
                       "--timeout=240s"]]

@@ -29,12 +29,13 @@ def start(folder: Path, service: str, ip: str, owned: bool) -> tuple[subprocess.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "LANG": "C.UTF-8",
            "PYTHONUNBUFFERED": "1", "POD_IP": ip, "POD_NAME": f"{service}-legacy", "NODE_NAME": "legacy-host"}
     log_path = folder / f"{service}.log"
-    if owned:
-        proc = procs.spawn(app_argv(service), env, log_path, cwd=str(folder))
-    else:  # `meshlab up` from a shell: the process outlives the command, `meshlab down` ends it
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(app_argv(service), env=env, cwd=str(folder), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    argv = app_argv(service)
+    if owned:  # dies with this process, whichever thread started it (ownerwatch.py says why)
+        argv = [sys.executable, "-m", "meshlab.backends.local.ownerwatch", str(os.getpid()), "--", *argv]
+    # else `meshlab up` from a shell: the process outlives the command, `meshlab down` ends it
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=str(folder), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     started = procs.start_time(proc.pid)
     deadline = time.monotonic() + START_TIMEOUT
     while not answers(ip):
