@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import graphviz
 
-from meshlab.diagrams import style
+from meshlab.diagrams import borders, style
 from meshlab.diagrams.model import CLIENT, Pod, Proxy, Topology, pod_id, service_id
 
 
@@ -85,8 +85,9 @@ def _draw_members(g, ids: _Ids, topo: Topology, members: list, prefix: str) -> N
             _draw_proxy(g, ids, item)
 
 
-def _draw_edges(g, ids: _Ids, topo: Topology) -> None:
-    """Calls (thicker with more traffic, red with failures) and dashed config pushes."""
+def _draw_edges(g, ids: _Ids, topo: Topology, free: set = frozenset()) -> None:
+    """Calls (thicker with more traffic, red with failures, dashed blue when made only after failover) and dashed
+    config pushes; calls in `free` do not rank their ends."""
     top = max([e.count or 0 for e in topo.edges] + [1])
     for e in topo.edges:
         if e.kind == "config":
@@ -95,17 +96,48 @@ def _draw_edges(g, ids: _Ids, topo: Topology) -> None:
                    tooltip="no config push: the control plane is down" if e.failed else "config push (xDS)")
             continue
         attrs = dict(label=e.describe(), tooltip=e.describe() or "call")
+        if e.failover:
+            attrs.update(style="dashed", color=style.FAILOVER, fontcolor=style.FAILOVER,
+                         tooltip=" · ".join(filter(None, ["only after failover", e.describe()])))
         if e.count:
             attrs["penwidth"] = f"{1 + 2.5 * e.count / top:.2f}"
         if e.failed:
             attrs.update(color=style.DOWN, fontcolor=style.DOWN)
+        if (e.src, e.dst) in free:
+            attrs["constraint"] = "false"
         g.edge(ids(e.src), ids(e.dst), **attrs)
+
+
+def _draw_hints(g, ids: _Ids, hints: borders.Hints) -> None:
+    """The invisible edges that put several clusters' gateways on their facing borders (borders.py)."""
+    for column in hints.columns:
+        with g.subgraph() as same:
+            same.attr(rank="same")
+            for element in column:
+                same.node(ids(element))
+    for src, dst in hints.invisible:
+        g.edge(ids(src), ids(dst), style="invis", weight="0")
+
+
+def _legend(topo: Topology) -> str:
+    """What the dashed lines mean, under the title."""
+    lines = []
+    reached = {e.dst for e in topo.edges if e.kind == "config"}
+    if reached:
+        note = ""
+        if any(p.role == "sidecar" and p.id not in reached for p in topo.proxies):  # a schematic drawing only some
+            roles = sorted({style.role_name(p.role) for p in topo.proxies if p.id in reached})
+            note = f" to every proxy (drawn: to each {' and '.join(roles)})"
+        lines.append("dashed: config pushed by the control plane" + note)
+    if any(e.failover for e in topo.edges):
+        lines.append("dashed blue: calls made only after failover")
+    return "".join(f"\\n{line}" for line in lines)
 
 
 def to_dot(topo: Topology) -> str:
     """The DOT source of a topology."""
     ids = _Ids()
-    legend = "\\ndashed: config pushed by the control plane" if any(e.kind == "config" for e in topo.edges) else ""
+    legend = _legend(topo)
     g = graphviz.Digraph(
         "mesh",
         graph_attr=dict(rankdir="LR", label=topo.title + legend, labelloc="t", fontname=style.FONT,
@@ -119,6 +151,7 @@ def to_dot(topo: Topology) -> str:
     referenced = {e.dst for e in topo.edges} | {e.src for e in topo.edges}
     services = [s for s in topo.services if service_id(s) in referenced]
     clusters = topo.clusters()
+    hints = borders.hints(topo)
     for ci, cluster in enumerate(clusters):
         with g.subgraph(name=f"cluster_{ci}") as box:
             box.attr(label=topo.cluster_label(cluster), style="rounded", color="#888888", fontsize="11", labeljust="l")
@@ -137,7 +170,8 @@ def to_dot(topo: Topology) -> str:
                 _draw_services(box, ids, services)
     if len(clusters) != 1:
         _draw_services(g, ids, services)
-    _draw_edges(g, ids, topo)
+    _draw_edges(g, ids, topo, hints.free)
+    _draw_hints(g, ids, hints)
     return g.source
 
 

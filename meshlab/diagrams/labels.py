@@ -26,6 +26,7 @@ def along_edges(svg: str) -> str:
     edges = {i: _samples(m.group(1)) for i, c in enumerate(chunks)
              if _EDGE_START.match(c) and (m := _PATH.search(c))}
     nodes = [_bounds(c) for c in chunks if c.startswith('<g id="node')]
+    nodes += [_text_box(c) for c in chunks if c.startswith('<g id="clust')]  # a box's title is in the way too
     placed: list[tuple[float, float, float, float]] = []
     bounds = {i: _box_of(samples) for i, samples in edges.items()}
     for i, samples in edges.items():
@@ -131,6 +132,18 @@ def _bounds(chunk: str):
         return None
     xs, ys = numbers[0::2], numbers[1::2]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def _text_box(chunk: str):
+    """The box of a cluster's title (its first text), or None."""
+    text = _TEXT.search(chunk)
+    if text is None:
+        return None
+    size = float((_SIZE.search(text.group(0)) or [0, 11])[1])
+    x, y, width = float(text.group(2)), float(text.group(4)), len(_plain(text.group(6))) * size * CHAR_WIDTH
+    anchor = re.search(r'text-anchor="(\w+)"', text.group(0))
+    left = {"start": x, "end": x - width}.get(anchor.group(1) if anchor else "middle", x - width / 2)
+    return left, y - size, left + width, y + size * 0.3
 
 
 def _plain(text: str) -> str:

@@ -77,6 +77,7 @@ class Edge:
     p50_ms: float | None = None
     label: str = ""
     kind: str = "call"  # call | config
+    failover: bool = False  # a call made only after failover (a schematic's standby path, drawn dashed)
 
     @property
     def error_rate(self) -> float:
@@ -131,9 +132,14 @@ class Topology:
         return self.edges[-1]
 
     def names(self) -> dict[str, str]:
-        """A short display name for every element id."""
+        """A short display name for every element id; `cluster-2/reviews-v1` where two clusters share a name."""
+        short = {p.id: (p.name, p.cluster) for p in self.pods}
+        short.update({p.id: (f"{p.pod} sidecar" if p.role == "sidecar" else p.name, p.cluster) for p in self.proxies})
+        homes: dict[str, set] = {}
+        for name, cluster in short.values():
+            homes.setdefault(name, set()).add(cluster)
         out = {CLIENT: "client"}
-        out.update({p.id: p.name for p in self.pods})
-        out.update({p.id: (f"{p.pod} sidecar" if p.role == "sidecar" else p.name) for p in self.proxies})
+        out.update({i: f"{cluster}/{name}" if len(homes[name]) > 1 and cluster else name
+                    for i, (name, cluster) in short.items()})
         out.update({service_id(s): f"service {s}" for s in self.services})
         return out

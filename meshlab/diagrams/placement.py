@@ -1,5 +1,6 @@
 """Where the local lab runs a stage's pods, read from the stage's own manifests: the runtime's scheduling
-decisions (backends/local/workloads.py) replayed over what `Lab.up` applies, in the order it applies it."""
+decisions (backends/local/workloads.py) replayed over what `Lab.up` applies, in the order it applies it; for stage 6
+once per cluster, each cluster being a local runtime of its own (meshlab/fleet.py)."""
 
 from __future__ import annotations
 
@@ -48,10 +49,21 @@ class Placed:
         return bool(envoys) and len(envoys) < len(self.containers)
 
 
+ONE_CLUSTER = "cluster"  # the cluster of a one-cluster stage's parts (info.Part's default)
+
+
 def derivable(stage) -> bool:
-    """True for a stage whose pods come from its manifests on one cluster (stage 6's drawing stays a sketch)."""
-    number = stages.number(stage)
-    return number in stages.deployable() and not stages.is_multicluster(number)
+    """True for a stage whose pods come from its manifests (every deployable stage)."""
+    return stages.number(stage) in stages.deployable()
+
+
+def clusters(stage) -> tuple[str, ...]:
+    """The clusters the stage's pods run in: stage 6's two, else the one."""
+    if not stages.is_multicluster(stage):
+        return (ONE_CLUSTER,)
+    from meshlab.fleet import CLUSTERS
+
+    return tuple(c.name for c in CLUSTERS)
 
 
 def node_names(stage) -> list[str]:
@@ -59,14 +71,18 @@ def node_names(stage) -> list[str]:
     return [f"node-{i}" for i in range(1, stages.nodes_for(stages.number(stage)) + 1)]
 
 
-def place(stage) -> list[Placed]:
-    """The stage's pods in a fresh local lab, in the order they are created: the control plane first when the
-    stage needs one (install_mesh), then the stage's objects with the edge their Ingress calls for."""
-    from meshlab.controlplane import deploy
-
+def place(stage, cluster: str = "") -> list[Placed]:
+    """The stage's pods in a fresh local lab (of stage 6: in one of its clusters, the first by default), in the
+    order they are created: the control plane first when the stage needs one (install_mesh), then the stage's
+    objects (that cluster's share of them) with the edge their Ingress calls for."""
     number = stages.number(stage)
+    cluster = cluster or clusters(number)[0]
+    if cluster not in clusters(number):
+        raise KeyError(f"stage {number} runs in {', '.join(clusters(number))}, not in {cluster!r}")
     nodes = node_names(number)
-    batches = ([deploy.documents()] if stages.needs_mesh(number) else []) + [stages.documents(number)]
+    multi = stages.is_multicluster(number)
+    own = stages.documents(number, cluster=cluster) if multi else stages.documents(number)
+    batches = ([_mesh_documents(cluster if multi else "")] if stages.needs_mesh(number) else []) + [own]
     objects: dict[tuple, dict] = {}
     pods: list[Placed] = []
     for docs in batches:  # each apply reconciles once
@@ -75,6 +91,19 @@ def place(stage) -> list[Placed]:
             objects.setdefault(("Deployment", ingress.EDGE_NAMESPACE, ingress.EDGE_NAME), ingress.deployment(nodes[0]))
         _sync(objects, pods, nodes)
     return pods
+
+
+def _mesh_documents(cluster: str) -> list[dict]:
+    """What install_mesh applies (backends/local/mesh_client.py): the control plane, and in a cluster of a fleet
+    (named) that cluster's control plane and its east-west gateway."""
+    from meshlab.controlplane import deploy
+
+    if not cluster:
+        return deploy.documents()
+    from meshlab.fleet import CLUSTERS
+
+    identity = next(c for c in CLUSTERS if c.name == cluster)
+    return deploy.documents(identity.name, identity.network) + deploy.gateway_documents()
 
 
 def _sync(objects: dict, pods: list[Placed], nodes: list[str]) -> None:
@@ -104,14 +133,26 @@ def _new_pod(doc: dict, node: str, objects: dict) -> Placed:
 
 @lru_cache(maxsize=None)  # a stage's manifests do not change while the process runs
 def parts(stage, drawn: tuple[Part, ...] = ()) -> tuple[Part, ...]:
-    """The stage's pods as schematic parts, placed as the local lab places them. A pod takes the name of a
-    drawn part of its kind (service and version, or proxy role), preferring one drawn on its node, so the
-    drawing's calls still name it; a pod the drawing lacks gets a name of its own (`router-2`)."""
-    pods = place(stage)
+    """The stage's pods as schematic parts, placed as the local lab places them, in every cluster of the stage.
+    A pod takes the name of a drawn part of its cluster and kind (service and version, or proxy role), preferring
+    one drawn on its node, so the drawing's calls still name it; a pod the drawing lacks gets a name of its own
+    (`router-2`). Drawn parts of no cluster of the stage (stage 6's legacy host) are kept as drawn."""
+    number = stages.number(stage)
+    where = clusters(number)
+    placed = {cluster: place(number, cluster) for cluster in where}
     versions: dict[str, set] = {}
-    for pod in pods:
+    for pod in (p for pods in placed.values() for p in pods):
         versions.setdefault(pod.service, set()).add(pod.version)
-    fresh = [_part(pod, versions) for pod in pods]
+    out = [d for d in drawn if d.cluster not in where]
+    for cluster, pods in placed.items():
+        fresh = [replace(_part(pod, versions), cluster=cluster) for pod in pods]
+        out += _named(fresh, [d for d in drawn if d.cluster == cluster])
+    order = {(d.cluster, d.name): i for i, d in enumerate(drawn)}  # the drawing's order; new pods last
+    return tuple(sorted(out, key=lambda p: order.get((p.cluster, p.name), len(order))))
+
+
+def _named(fresh: list[Part], drawn: list[Part]) -> list[Part]:
+    """One cluster's parts, each with the name of a drawn part of its kind (on its own node first), or its own."""
     names: list[str | None] = [None] * len(fresh)
     free = list(drawn)
     for same_node in (True, False):  # first the drawn parts on the pod's own node, then any of its kind
@@ -126,9 +167,7 @@ def parts(stage, drawn: tuple[Part, ...] = ()) -> tuple[Part, ...]:
         if names[i] is None:
             names[i] = _free_name(part.name, taken)
             taken.add(names[i])
-    order = {d.name: i for i, d in enumerate(drawn)}  # the drawing's order, for a stable layout; new pods last
-    out = sorted((replace(part, name=name) for part, name in zip(fresh, names)), key=lambda p: order.get(p.name, len(order)))
-    return tuple(out)
+    return [replace(part, name=name) for part, name in zip(fresh, names)]
 
 
 def _part(pod: Placed, versions: dict[str, set]) -> Part:

@@ -25,6 +25,7 @@ LINE = "#555555"
 DOWN = "#cc0000"
 DOWN_FILL = "#f4cccc"
 CONFIG = "#b08d00"
+FAILOVER = "#1f5fa8"  # a call made only after failover
 
 
 def role_fill(role: str) -> str:

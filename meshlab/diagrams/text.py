@@ -35,10 +35,14 @@ def to_text(topo: Topology) -> str:
     if calls:
         lines.append("calls:")
     for e in calls:
-        info = e.describe()
+        info = " · ".join(filter(None, ["only after failover" if e.failover else "", e.describe()]))
         lines.append(f"  {names.get(e.src, e.src)} -> {names.get(e.dst, e.dst)}" + (f"  ({info})" if info else ""))
-    pushes = [e for e in topo.edges if e.kind == "config"]
+    pushes: dict[str, int] = {}
+    for e in topo.edges:
+        if e.kind == "config":
+            pushes[e.src] = pushes.get(e.src, 0) + 1
     if pushes:
-        lines.append(f"config pushes: {names.get(pushes[0].src, pushes[0].src)} -> {len(pushes)} proxies")
+        lines.append("config pushes: " + ", ".join(f"{names.get(src, src)} -> {n} prox{'y' if n == 1 else 'ies'}"
+                                                   for src, n in pushes.items()))
     lines += topo.notes
     return "\n".join(lines)

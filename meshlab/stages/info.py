@@ -22,13 +22,15 @@ class Part:
 class Schematic:
     """A stage's typical topology: its pods and the calls between them ("client" is outside).
 
-    A call names parts; "<pod>/sidecar" is the sidecar inside an app pod. `config` lists the
-    control-plane pushes (drawn dashed).
+    A call names parts; "<pod>/sidecar" is the sidecar inside an app pod, "<cluster>/<pod>" a part of a name
+    several clusters share. `failover` lists the calls made only once the usual ones fail, and `config` the
+    control-plane pushes (both drawn dashed).
     """
 
     parts: tuple[Part, ...]
     calls: tuple[tuple[str, ...], ...]  # (src, dst) or (src, dst, label)
     config: tuple[tuple[str, str], ...] = ()
+    failover: tuple[tuple[str, ...], ...] = ()  # as calls
     nodes: tuple[tuple[str, str], ...] = ()  # (cluster, node) in drawing order; else from parts
 
 
@@ -89,28 +91,41 @@ def _via_sidecars(calls, label: str = "") -> tuple[tuple[str, ...], ...]:
     return tuple(dict.fromkeys(out))
 
 
+# Stage 6 as the local fleet places it (each cluster a runtime of three nodes that gets its control plane and
+# east-west gateway first, then its share of the shop): names for the derived pods, and where the calls go.
+_PLACE6 = {"cluster-1": {"frontend": "node-1", "reviews-v1": "node-1", "reviews-v2": "node-2", "ratings": "node-2",
+                         "catalog": "node-3", "reviews-v3": "node-3", "ratings-2": "node-3"},
+           "cluster-2": {"reviews-v3": "node-1", "ratings-2": "node-1", "reviews-v1": "node-2", "reviews-v2": "node-3",
+                         "ratings": "node-3"}}
+_REVIEWS_CALL_RATINGS = tuple(c for c in _APP_CALLS if c[0] != "frontend")  # each ratings on its caller's node
+
+
+def _in(cluster: str, calls) -> tuple[tuple[str, ...], ...]:
+    """Calls between the parts of one cluster, their names qualified (stage 6 has most names in both)."""
+    return tuple((f"{cluster}/{src}", f"{cluster}/{dst}", *label) for src, dst, *label in calls)
+
+
 def _stage6() -> Schematic:
-    """Two clusters (docs/multicluster.md): frontend and catalog in cluster-1 only, reviews and ratings in both; a
-    call into cluster-2 passes its east-west gateway; each control plane configures its own cluster's proxies;
-    the legacy payments service runs outside both."""
+    """Two clusters (docs/multicluster.md): frontend and catalog in cluster-1 only, reviews and ratings in both, the
+    legacy payments service outside both. Calls stay in cluster-1; once its reviews fail, frontend's calls fail over
+    through cluster-2's east-west gateway to cluster-2's reviews, the one path between the clusters. Each control
+    plane configures its own cluster's proxies."""
     one, two = "cluster-1", "cluster-2"
-    apps = [_app("frontend", "node-1", True, one), _app("catalog", "node-1", True, one),
-            _app("reviews-v1", "node-2", True, one), _app("ratings", "node-2", True, one),
-            _app("reviews-v2", "node-1", True, two), _app("ratings-2", "node-2", True, two, "ratings")]
-    infra = [_proxy("edge", "edge", "node-1", one), _proxy("istiod-1", "control-plane", "node-2", one),
-             _proxy("eastwest-gateway-1", "gateway", "node-2", one),
-             _proxy("istiod-2", "control-plane", "node-2", two), _proxy("eastwest-gateway-2", "gateway", "node-1", two)]
-    legacy = [_app("payments", "legacy-host", False, "")]
-    calls = (("client", "edge"), _SIDECAR_IN[0], _SIDECAR_IN[1],
-             *_via_sidecars((("frontend", "catalog"), ("frontend", "reviews-v1"), ("reviews-v1", "ratings")), "mTLS"),
-             ("frontend/sidecar", "eastwest-gateway-2", "mTLS (SNI)"), ("eastwest-gateway-2", "reviews-v2/sidecar"),
-             ("reviews-v2/sidecar", "reviews-v2"), ("reviews-v2", "reviews-v2/sidecar"),
-             ("reviews-v2/sidecar", "ratings-2/sidecar", "mTLS"), ("ratings-2/sidecar", "ratings-2"),
-             ("frontend/sidecar", "payments", "ServiceEntry"))
-    config = tuple((f"istiod-{p.cluster[-1]}", f"{p.name}/sidecar") for p in apps) + \
-        (("istiod-1", "eastwest-gateway-1"), ("istiod-2", "eastwest-gateway-2"))
-    nodes = ((one, "node-1"), (one, "node-2"), (two, "node-1"), (two, "node-2"), ("", "legacy-host"))
-    return Schematic(tuple(infra + apps + legacy), tuple(dict.fromkeys(calls)), config, nodes)
+    apps = [_app(name, node, True, cluster, "ratings" if name.startswith("ratings") else "")
+            for cluster, where in _PLACE6.items() for name, node in where.items()]
+    infra = [_proxy("edge", "edge", "node-1", one), _proxy("eastwest-gateway-1", "gateway", "node-1", one),
+             _proxy("istiod-1", "control-plane", "node-2", one),
+             _proxy("eastwest-gateway-2", "gateway", "node-1", two), _proxy("istiod-2", "control-plane", "node-2", two)]
+    legacy = _app("payments", "legacy-host", False, "")
+    calls = (("client", "edge"),) + _in(one, _SIDECAR_IN + _via_sidecars(_APP_CALLS, "mTLS")) + \
+        ((f"{one}/frontend/sidecar", "payments", "ServiceEntry"),)
+    reviews = [f"reviews-v{v}" for v in (1, 2, 3)]
+    failover = ((f"{one}/frontend/sidecar", "eastwest-gateway-2", "mTLS, SNI passthrough"),) + \
+        tuple(("eastwest-gateway-2", f"{two}/{r}/sidecar") for r in reviews) + \
+        _in(two, [(f"{r}/sidecar", r) for r in reviews] + list(_via_sidecars(_REVIEWS_CALL_RATINGS, "mTLS")))
+    config = (("istiod-1", "eastwest-gateway-1"), ("istiod-2", "eastwest-gateway-2"))
+    return Schematic(tuple(infra + apps + [legacy]), tuple(dict.fromkeys(calls)), config,
+                     failover=tuple(dict.fromkeys(failover)))
 
 
 _EDGE = _proxy("edge", "edge", "node-1")
@@ -132,7 +147,7 @@ STAGES: list[StageInfo] = [
         Schematic(_shop(), (("client", "frontend"), *_APP_CALLS), nodes=_NODES)),
     StageInfo(
         1, "edge", "Ingress / edge proxy", "Ingress或边缘代理",
-        "An ingress controller (Traefik on kind, meshlab's Envoy locally) proxies traffic entering the "
+        "An ingress controller (meshlab's own, driving an Envoy, on every backend) proxies traffic entering the "
         "cluster by host and path. It uses only what Kubernetes already has, but it never sees the "
         "calls between services.",
         "one edge proxy at the cluster's border; north-south traffic only",

@@ -81,7 +81,8 @@ def test_schematics_put_proxies_where_the_stage_says():
 @pytest.mark.parametrize("stage", info.STAGES, ids=lambda s: s.key)
 def test_schematic_calls_name_known_parts(stage):
     names = {p.name for p in stage.schematic.parts} | {"client"}
-    names |= {f"{p.name}/sidecar" for p in stage.schematic.parts if p.sidecar}
-    for call in stage.schematic.calls + stage.schematic.config:
+    names |= {f"{p.cluster}/{p.name}" for p in stage.schematic.parts}  # stage 6: a name both clusters have
+    names |= {f"{n}/sidecar" for p in stage.schematic.parts if p.sidecar for n in (p.name, f"{p.cluster}/{p.name}")}
+    for call in stage.schematic.calls + stage.schematic.failover + stage.schematic.config:
         assert call[0] in names and call[1] in names, call
     assert stage.schematic.calls[0][0] == "client"
