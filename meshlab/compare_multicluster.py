@@ -19,30 +19,12 @@ from dataclasses import dataclass, field
 from . import failover
 from .backends.base import MeshlabError
 from .blast import BlastRadius
+from .stages.multicluster import FAILOVER_RULE
 from .traffic import percentile
 
 HOME, OTHER = "cluster-1", "cluster-2"
 SOURCE, TARGET, APP_PORT = "frontend", "http://ratings:9080/", 9080  # the shop's apps listen on 9080
 KILL = {"pod": "reviews", "cluster": HOME}  # every reviews pod of cluster-1 (the stage's typical failure)
-FAILOVER_RULE = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer:
-      localityLbSetting:
-        enabled: true
-        failover:
-        - {from: region-1, to: region-2}
-    outlierDetection:
-      consecutive5xxErrors: 1
-      interval: 1s
-      baseEjectionTime: 30s
-      maxEjectionPercent: 100
-"""  # lesson 06's rule: prefer the caller's locality, fail over from region-1 to region-2
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

@@ -15,6 +15,25 @@ ONLY_IN = {"frontend": (EDGE_CLUSTER,), "catalog": (EDGE_CLUSTER,)}  # app -> cl
 PAYMENTS_HOST = "payments.legacy.example"
 PAYMENTS_ADDRESS = "192.0.2.10"  # a placeholder for reading; a running lab gives the legacy host's real address
 PAYMENTS_URL = f"http://{PAYMENTS_HOST}:{shop.APP_PORT}/"
+FAILOVER_RULE = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        enabled: true
+        failover:
+        - {from: region-1, to: region-2}
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 100
+"""  # lesson 06's rule: prefer the caller's locality, fail over from region-1 to region-2 (compare, kind test)
 
 
 def runs_in(app: str, cluster: str) -> bool:

@@ -22,6 +22,7 @@ from cryptography import x509
 
 from meshlab.controlplane import ads, ca, cache
 from meshlab.envoy import binary
+import waiting
 
 pytestmark = pytest.mark.integration
 NODE = "sidecar~127.0.0.1~web-6d8f-abcde.shop~shop.svc.cluster.local"
@@ -110,16 +111,7 @@ class Backend(http.server.BaseHTTPRequestHandler):
 
 def wait_for(what, predicate, timeout: float = 15.0):
     """Poll predicate until it returns something truthy; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(what, predicate, timeout, tolerate=(OSError, ValueError, KeyError))
 
 
 @pytest.fixture(scope="module")

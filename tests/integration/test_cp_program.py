@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from cpfakes import ads_bootstrap, FakeSupervisor, abstract_name
 from meshlab.envoy import binary
+import waiting
 
 pytestmark = pytest.mark.integration
 POD_IP = f"127.253.{os.getpid() % 250 + 1}.10"  # outside the lab blocks (127.10-250.x.x): no clash with a lab
@@ -69,16 +69,7 @@ def bootstrap(xds_port: int, admin_port: int) -> dict:
 
 
 def wait_for(what, predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError, StopIteration):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(what, predicate, timeout, tolerate=(OSError, ValueError, KeyError, StopIteration))
 
 
 def test_control_plane_program_drives_a_real_sidecar():

@@ -24,6 +24,7 @@ from meshlab import stages
 from meshlab.backends import edge
 from meshlab.edge import controller
 from meshlab.envoy import binary, configcheck, validate
+from waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TOKEN = "edge-token"
@@ -114,16 +115,6 @@ class StandInApi:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
-
-
-def wait_for(what, predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read(folder: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ import pytest
 
 import meshlab
 from meshlab.backends.local import paths
+from waiting import wait_for
 from conftest import meshlab_processes, wait_no_processes
 
 pytestmark = pytest.mark.integration
@@ -33,16 +34,6 @@ def child(code: str) -> subprocess.Popen:
 def lab_processes(lab: str) -> list:
     folder = str(paths.lab_dir(lab))
     return [p for p in meshlab_processes() if folder in p[1] or f"--lab {lab}" in p[1]]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def assert_gone(lab: str, within: float = 5.0) -> None:
@@ -113,7 +104,7 @@ def test_ctrl_c_in_the_middle_of_up_takes_the_lab_down(no_leaks):
                  "    print('INTERRUPTED', flush=True)\n")
     try:
         # wait until pods are starting (an app process exists), then press Ctrl-C
-        wait_for(lambda: any("app.py" in cmd for _, cmd in lab_processes("life-int")), 30, "pods to start")
+        wait_for("pods to start", lambda: any("app.py" in cmd for _, cmd in lab_processes("life-int")), 30)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         assert out.strip() == "INTERRUPTED", (out, err)

@@ -13,6 +13,7 @@ import pytest
 
 from meshlab.backends.local import LocalBackend
 from meshlab.stages import shop
+import waiting
 
 pytestmark = pytest.mark.integration
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -34,13 +35,7 @@ def pods_of(backend, ns: str) -> list[dict]:
 
 
 def wait_for(what, predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(what, predicate, timeout, interval=0.1)
 
 
 def cluster_url(backend, ns: str, name: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 
 import meshlab
 from meshlab import settle
+from meshlab.stages import multicluster
 from meshlab.backends import istio, kindlegacy, multikind
 from meshlab.backends import istio_multicluster as im
 from meshlab.backends.kind import KindBackend
@@ -29,23 +30,7 @@ from traces import east_west
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(5400)]
 LAB, N = "kind-stage6", 200
 REVIEWS = "outbound|9080||reviews.default.svc.cluster.local"
-FAILOVER = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-failover}
-spec:
-  host: reviews.default.svc.cluster.local
-  trafficPolicy:
-    loadBalancer:
-      localityLbSetting:
-        enabled: true
-        failover:
-        - {from: region-1, to: region-2}
-    outlierDetection:
-      consecutive5xxErrors: 1
-      interval: 1s
-      baseEjectionTime: 1m
-"""
+FAILOVER = multicluster.FAILOVER_RULE  # lesson 06's rule
 
 
 def skip_reason() -> str:
