@@ -19,13 +19,21 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def address(tmp_path):
-    """A loopback address of a block this test holds, as a lab would."""
+    """A loopback address of a free block (outside.start claims it, as a fleet's legacy host does)."""
     with paths.registry_lock():
         octet = paths.allocate_octet("owner-test")
-        claim = paths.claim_block(octet)
-    assert claim is not None
-    yield f"127.{octet}.0.1"
-    claim.close()
+    assert not outside.answers(f"127.{octet}.0.1")
+    return f"127.{octet}.0.1"
+
+
+def test_the_process_claims_its_address_block_machine_wide(tmp_path, address):
+    proc, started = outside.start(tmp_path, "payments", address, owned=True)
+    try:
+        assert not paths.block_free(int(address.split(".")[1]))  # another lab, of any state root, keeps off it
+    finally:
+        procs.kill_group(proc.pid, started)
+        proc.wait(timeout=5)
+    assert gone(address) and paths.block_free(int(address.split(".")[1]))
 
 
 def gone(ip: str, timeout: float = 5.0) -> bool:

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from ..base import MeshlabError
-from . import procs
+from . import paths, procs
 
 APP_PORT = 9080
 START_TIMEOUT = 10.0
@@ -33,9 +33,16 @@ def start(folder: Path, service: str, ip: str, owned: bool) -> tuple[subprocess.
     if owned:  # dies with this process, whichever thread started it (ownerwatch.py says why)
         argv = [sys.executable, "-m", "meshlab.backends.local.ownerwatch", str(os.getpid()), "--", *argv]
     # else `meshlab up` from a shell: the process outlives the command, `meshlab down` ends it
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=str(folder), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    claim = paths.claim_block(int(ip.split(".")[1]))  # machine-wide, as a lab's supervisor claims its block
+    if claim is None:
+        raise MeshlabError(f"{service} (outside the clusters): address block of {ip}: Address already in use",
+                           "another lab claimed it first; run `meshlab down --all` for labs left behind")
+    try:  # the process holds the claim (an inherited socket) for as long as it lives
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, env=env, cwd=str(folder), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(claim.fileno(),))
+    finally:
+        claim.close()
     started = procs.start_time(proc.pid)
     deadline = time.monotonic() + START_TIMEOUT
     while not answers(ip):
