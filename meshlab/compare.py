@@ -169,8 +169,9 @@ def latency(labs: dict, rounds: int = 3, n: int = 40) -> dict:
 
 
 def service_hop(lab, service: str = "ratings", port: int = 9080, n: int = 100) -> dict:
-    """Median ms of one GET to a pod of `service`, straight to the pod's IP and through the Service's
-    ClusterIP (kube-proxy's job; locally a userspace proxy in the lab's supervisor does it), taken in turn: what that hop costs here."""
+    """Median ms of one GET to a pod of `service`, straight to the pod's IP and through the Service's ClusterIP
+    (kube-proxy's job; locally one Envoy per lab does it, see MESHLAB_CLUSTERIP), taken in turn: what that hop
+    costs here."""
     import urllib.request
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -11,6 +11,7 @@ and every call made (`calls`). Standard library only, so it runs on a stock pyth
 import argparse
 import json
 import os
+import queue
 import random
 import socket
 import struct
@@ -162,6 +163,15 @@ def upstream_name(url):
     return host if is_ip(host) else host.split(".")[0]
 
 
+def resolve(url):
+    """Look the URL's host up as a direct call would (the answer is not needed: the proxy dials)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        socket.getaddrinfo(parts.hostname, parts.port or 80, socket.AF_INET, socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError):
+        pass  # the proxy answers for a name that does not resolve
+
+
 class App:
     """One service instance: identity, fault knobs, upstreams."""
 
@@ -172,6 +182,9 @@ class App:
                          "node": os.environ.get("NODE_NAME") or "unknown"}
         if os.environ.get("CLUSTER_NAME"):
             self.identity["cluster"] = os.environ["CLUSTER_NAME"]
+        # Captured (MESHLAB_CAPTURED): HTTP_PROXY stands in for iptables capture, under which the app still resolves
+        # the callee's name before its connection is redirected; a proxy URL alone would skip that lookup.
+        self.captured = bool(os.environ.get("MESHLAB_CAPTURED")) and bool(urllib.request.getproxies().get("http"))
         self.hop = ";".join(f"{k}={clean(v)}" for k, v in {"kind": "app", **self.identity}.items())
 
     def serve(self, trace, headers):
@@ -218,6 +231,8 @@ class App:
         """GET one upstream with the trace; return (paths, calls, ok)."""
         request = urllib.request.Request(url, headers={**headers, TRACE_HEADER: ",".join(chain)})
         started, error = time.monotonic(), None
+        if self.captured:
+            resolve(url)
         try:  # urlopen honours HTTP_PROXY: then the proxy gets an absolute-form request
             with urllib.request.urlopen(request, timeout=UPSTREAM_TIMEOUT_S) as response:
                 status, raw = response.status, response.read()
@@ -306,6 +321,44 @@ class Handler(BaseHTTPRequestHandler):
             super().log_request(code, size)
 
 
+class Server(ThreadingHTTPServer):
+    """A connection is served by an idle worker thread if one waits, else by a new one; a worker idle for
+    IDLE_S exits. Never a fixed-size pool: proxies keep many keep-alive connections open, each holds a worker.
+    Reused threads make a new connection as cheap to accept as in a Go or Java service (a thread start is not)."""
+
+    IDLE_S = 60.0
+    request_queue_size = 128  # the default backlog of 5 drops connects under load
+
+    def __init__(self, *args, **kwargs):
+        self._lock = threading.Lock()
+        self._idle = []  # the inboxes of idle workers, the most recently idle last
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop().put((request, client_address))
+        threading.Thread(target=self._work, args=((request, client_address),), daemon=True).start()
+
+    def _work(self, job):
+        inbox = queue.SimpleQueue()
+        while job:
+            self.process_request_thread(*job)  # serves the connection, then closes it
+            with self._lock:
+                self._idle.append(inbox)
+            try:
+                job = inbox.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self._lock:  # a connection may have been handed over just now: then serve it
+                    job = None if self._remove(inbox) else inbox.get_nowait()
+
+    def _remove(self, inbox):
+        if inbox in self._idle:
+            self._idle.remove(inbox)
+            return True
+        return False
+
+
 def bind_address(pod_ip):
     """The pod IP when pods share the host's loopback (local runtime); else every address, so a
     sidecar in the same network namespace reaches the app at 127.0.0.1."""
@@ -336,9 +389,8 @@ def main(argv=None):
         sys.exit(f"app.py: {e}")
     Handler.app = App(args.service, args.version, args.upstream, faults)
     bind = bind_address(os.environ.get("POD_IP", ""))
-    ThreadingHTTPServer.address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    ThreadingHTTPServer.request_queue_size = 128  # the default backlog of 5 drops connects under load
-    server = ThreadingHTTPServer((bind, args.port), Handler)
+    Server.address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    server = Server((bind, args.port), Handler)
     print(f"{args.service} {args.version} listening on {bind}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

@@ -8,7 +8,9 @@ INBOUND_PORT = 15006
 OUTBOUND_PORT = 15001
 RETRIES = 0  # a bare static fabric: add retries per sidecar, by hand
 # Explicit proxying: the app sends its calls to its own sidecar (Istio intercepts them with iptables instead).
-PROXY_ENV = [{"name": "HTTP_PROXY", "value": f"http://127.0.0.1:{OUTBOUND_PORT}"}]
+# MESHLAB_CAPTURED: the app resolves the callee's name first, as before iptables captures its connection.
+PROXY_ENV = [{"name": "HTTP_PROXY", "value": f"http://127.0.0.1:{OUTBOUND_PORT}"},
+             {"name": "MESHLAB_CAPTURED", "value": "1"}]
 
 
 def configmap_name(service: str, version: str) -> str:

@@ -264,3 +264,68 @@ def test_outbound_calls_honour_http_proxy(apps):
     assert RecordingProxy.seen == [f"{ratings.url}/api/ratings"], "absolute-form request line"
     assert status == 200
     assert services(body["paths"][0]) == ["reviews", "router", "ratings"]
+
+
+def test_a_captured_app_resolves_the_callee_before_sending_through_its_proxy(apps):
+    """MESHLAB_CAPTURED (HTTP_PROXY standing in for iptables): the app still looks the name up, as a real one does."""
+    proxy = ThreadingHTTPServer(("127.77.11.1", 0), RecordingProxy)
+    thread = threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    asked = []
+    try:
+        ratings = apps.start("127.0.0.1", "ratings")  # "localhost": the recording proxy can dial it too
+        with DnsServer("127.77.11.2", 0, lambda name: asked.append(name) or []) as server:
+            env = {"HTTP_PROXY": f"http://127.77.11.1:{proxy.server_address[1]}",
+                   "MESHLAB_DNS": f"127.77.11.2:{server.port}"}
+            url = f"http://localhost:{ratings.address[1]}/"
+            plain = apps.start("127.77.11.12", "reviews", "v2", [url], env=env)
+            assert get(f"{plain.url}/")[0] == 200 and asked == []  # a plain proxy client never resolves
+            captured = apps.start("127.77.11.14", "reviews", "v3", [url], env={**env, "MESHLAB_CAPTURED": "1"})
+            assert get(f"{captured.url}/")[0] == 200
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(5)
+    assert asked == ["localhost"]
+
+
+def test_the_server_reuses_an_idle_thread_and_never_makes_a_connection_wait():
+    """A new connection goes to an idle worker (no thread start); held connections each get their own worker."""
+    sys.path.insert(0, str(APP.parent))
+    try:
+        import app as app_module
+    finally:
+        sys.path.remove(str(APP.parent))
+
+    seen = []
+
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            seen.append(threading.get_ident())
+            self.send_body(200, b"{}")
+
+    server = app_module.Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        for _ in range(3):  # one connection after the other: one worker serves them all
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"{}"
+            conn.close()
+            time.sleep(0.1)  # the worker is idle again
+        assert len(set(seen)) == 1
+        held = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(4)]
+        for conn in held:  # keep-alive connections held open at once: none waits for another
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"{}"
+        assert len(set(seen[3:])) == 4
+        for conn in held:
+            conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

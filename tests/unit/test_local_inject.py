@@ -58,13 +58,14 @@ def test_the_sidecar_container_its_env_ports_probe_and_marker():
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 15000}
     assert json.loads(meta["annotations"][inject.STATUS_KEY])["containers"] == ["istio-proxy"]
     assert {"name": "HTTP_PROXY", "value": "http://127.0.0.1:15001"} in spec["containers"][0]["env"]
+    assert {"name": "MESHLAB_CAPTURED", "value": "1"} in spec["containers"][0]["env"]  # the app still resolves names
     assert inject.inject(meta, spec, ON) == (meta, spec)  # injecting twice changes nothing
 
 
 def test_an_app_that_sets_its_own_proxy_keeps_it():
     own = app(env=[{"name": "HTTP_PROXY", "value": "http://elsewhere:1"}])
     _, spec = inject.inject({"labels": {"app": "x"}}, {"containers": [own]}, ON)
-    assert [e for e in spec["containers"][0]["env"] if e["name"] == "HTTP_PROXY"] == own["env"]
+    assert [e for e in spec["containers"][0]["env"] if e["name"] in ("HTTP_PROXY", "MESHLAB_CAPTURED")] == own["env"]
 
 
 def test_the_bootstrap_names_the_node_as_istio_and_gets_everything_else_over_ads():

@@ -1,7 +1,7 @@
 """TCP forwarding for Service ClusterIPs and hostPorts in Python (kube-proxy's old userspace mode).
 
-The default (MESHLAB_CLUSTERIP=python); MESHLAB_CLUSTERIP=envoy serves ClusterIPs with the Envoy of kubeproxy.py
-instead (docs/internals.md says why it is not the default yet).
+Kept as MESHLAB_CLUSTERIP=python and for benchmarks/clusterip.py; the default is the Envoy of kubeproxy.py
+(docs/internals.md says why).
 """
 
 from __future__ import annotations

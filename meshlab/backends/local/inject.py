@@ -13,6 +13,8 @@ OUTBOUND_PORT, INBOUND_PORT, ADMIN_PORT = 15001, 15006, 15000
 XDS_HOST = "meshlab-controlplane.mesh-system.svc.cluster.local"
 XDS_PORT = 15010
 APP_PROXY_URL = f"http://127.0.0.1:{OUTBOUND_PORT}"  # local-only: the app reaches its sidecar through HTTP_PROXY
+# The app still resolves the callee's name before sending through HTTP_PROXY, as it would before iptables captured it.
+CAPTURED_ENV = {"name": "MESHLAB_CAPTURED", "value": "1"}
 NODE_ID = "sidecar~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local"
 # A listener change (a new authorization or mTLS policy) must reach connections already open, not only new ones:
 # drain the old filter chains within a second instead of Envoy's default 10 minutes.
@@ -81,7 +83,7 @@ def with_app_proxy(container: dict) -> dict:
     """An app container that sends its outbound HTTP through the sidecar (local-only; Istio uses iptables)."""
     env = list(container.get("env") or [])
     if not any(item.get("name") in ("HTTP_PROXY", "http_proxy") for item in env):
-        env.append({"name": "HTTP_PROXY", "value": APP_PROXY_URL})
+        env += [{"name": "HTTP_PROXY", "value": APP_PROXY_URL}, CAPTURED_ENV]
     return {**container, "env": env}
 
 

@@ -235,7 +235,7 @@ class KubeProxy:
 
 
 MODES = ("envoy", "python")
-DEFAULT_MODE = "python"
+DEFAULT_MODE = "envoy"
 
 
 def mode() -> str:
