@@ -75,6 +75,8 @@ class Lab:
                 before = {"stage": [], "learner": []}  # a cluster just made holds nothing yet
             docs = self._apply_stage(number, options)
             self._prune(before, docs, keep, wait)
+            if running and not stages.needs_mesh(number):
+                self.backend.uninstall_mesh()  # e.g. stage 5 -> 4: no control plane left from before
             self.backend.wait_ready(timeout=wait)
             if running:
                 self.backend.restore()  # up() means the stage's starting state: no faults left from before

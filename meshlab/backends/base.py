@@ -178,6 +178,10 @@ class Backend(abc.ABC):
         """Install the mesh's control plane (meshlab's own locally) and wait until it serves."""
         raise self.unsupported("install_mesh")
 
+    def uninstall_mesh(self) -> None:
+        """Remove the control plane install_mesh() put in (a stage without a mesh on a running lab); a cluster's
+        Istio stays (kind/kube: istiod injects nothing without the stage's labels, and kube's is not the lab's)."""
+
     def unsupported(self, what: str) -> MeshlabError:
         """The one-line error for an operation this backend cannot do."""
         return MeshlabError(f"{what} is not supported by the {self.name or type(self).__name__} backend",

@@ -66,5 +66,15 @@ def test_restore_returns_when_the_lab_serves_again(lab):
     assert result.ok == 60, str(result)
 
 
+def test_from_the_control_plane_stage_to_sidecars_no_control_plane_is_left(lab):
+    lab.up(stage="control-plane", quiet=True)
+    assert [p for p in lab.pods() if p.namespace == "mesh-system"]
+    lab.up(stage="sidecar", quiet=True)
+    assert not [p for p in lab.pods() if p.namespace == "mesh-system"], "the control plane still runs"
+    assert not [p for p in lab.pods() if any(c.name == "istio-proxy" for c in p.containers)], "an injected pod is left"
+    result = lab.traffic(n=40)
+    assert result.ok == 40, str(result)
+
+
 def test_down_leaves_nothing(lab, no_leaks):
     lab.down()

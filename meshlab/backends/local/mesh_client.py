@@ -16,6 +16,16 @@ DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class MeshClient:
     """The mesh half of LocalBackend (a mixin over its status/apply/watch calls)."""
 
+    def uninstall_mesh(self) -> None:
+        """Delete meshlab's control plane (and a cluster's east-west gateway) if it runs."""
+        from ...controlplane import deploy
+
+        running = [d for d in self.objects("Deployment") if d["metadata"].get("namespace") == deploy.NAMESPACE]
+        if running:
+            identity = self.identity
+            docs = deploy.documents(identity.name, identity.network, self.root_ca)
+            self.delete(docs + (deploy.gateway_documents() if identity.multicluster else []))
+
     def install_mesh(self, timeout: float = 30.0) -> None:
         """Apply meshlab's control plane (controlplane/deploy.py) and wait until its pod is ready; a cluster of a
         multi-cluster lab gets its name, network and the shared root CA, and an east-west gateway."""
