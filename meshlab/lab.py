@@ -159,6 +159,7 @@ class Lab:
                 from . import mesh
 
                 mesh.wait_synced(self)  # a policy change is served by every sidecar when apply returns
+                mesh.wait_drained(self, docs)  # ... on the connections already open too
         return refs
 
     def _apply_docs(self, docs: list[dict], source: str, cluster: str | None = None) -> list[str]:

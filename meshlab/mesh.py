@@ -109,6 +109,17 @@ def wait_synced(lab, timeout: float = 15.0) -> None:
         _wait_one(backend, deadline, timeout)
 
 
+LISTENER_KINDS = {"PeerAuthentication", "AuthorizationPolicy"}  # they change the sidecars' inbound filter chains
+DRAIN_S = 1.2  # the local sidecars' --drain-time-s 1 (backends/local/inject.py), and a margin
+
+
+def wait_drained(lab, docs: list[dict]) -> None:
+    """A new filter chain serves new connections once ACKed, but a connection opened before keeps the old chain
+    until the sidecar drains it: after an mTLS or authorization change, wait that long (local sidecars)."""
+    if "convergence" in lab.backend.capabilities() and any(d.get("kind") in LISTENER_KINDS for d in docs):
+        time.sleep(DRAIN_S)
+
+
 def _wait_one(backend, deadline: float, timeout: float) -> None:
     """wait_synced for one cluster."""
     revision = backend.revision()

@@ -142,3 +142,24 @@ def test_wait_synced_waits_for_every_cluster_of_a_fleet():
 
     mesh.wait_synced(FakeLab(Fleet([])))
     assert one.calls == 2 and two.calls == 1
+
+
+def test_an_mtls_or_authorization_change_waits_for_open_connections_to_drain(monkeypatch):
+    from meshlab import mesh
+
+    slept = []
+    monkeypatch.setattr(mesh.time, "sleep", slept.append)
+
+    class Lab:
+        class backend:
+            @staticmethod
+            def capabilities():
+                return {"convergence", "mesh"}
+
+    mesh.wait_drained(Lab, [{"kind": "VirtualService"}])
+    assert slept == []  # routes change in place: nothing to drain
+    mesh.wait_drained(Lab, [{"kind": "AuthorizationPolicy"}])
+    assert slept == [mesh.DRAIN_S]
+    Lab.backend.capabilities = staticmethod(lambda: {"mesh"})  # istiod on kind: its own drain, not waited for
+    mesh.wait_drained(Lab, [{"kind": "PeerAuthentication"}])
+    assert slept == [mesh.DRAIN_S]
