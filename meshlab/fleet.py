@@ -48,7 +48,7 @@ class Fleet(FleetBase):
     # ---- lifecycle -----------------------------------------------------------------------
     def running(self) -> bool:
         """True when any cluster's runtime answers."""
-        return any(getattr(m, "running", lambda: False)() for m in self.members.values())
+        return any(m.running() for m in self.members.values())
 
     def up(self, nodes: int = 3, clusters: int = 2) -> None:
         if self.running() and self.legacy_address():

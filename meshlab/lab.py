@@ -64,8 +64,8 @@ class Lab:
         number = stages.number(stage)
         stages.documents(number, **options)  # bad options fail before anything starts
         self._fit_backend(number)
-        running = getattr(self.backend, "running", lambda: False)()
-        fresh = hasattr(self.backend, "running") and not running  # else (kind, kube) it may hold an earlier stage
+        running = self.backend.running()
+        fresh = running is False  # None (kind, kube): the cluster may hold an earlier stage
         try:
             self.backend.up(nodes=self.node_count or stages.nodes_for(number, self.backend_name))
             if stages.needs_mesh(number):
@@ -119,7 +119,7 @@ class Lab:
             docs = stages.documents(number, **options)
             self._apply_docs(docs, f"stage {number}")
             return docs
-        known = getattr(self.backend, "stage_options", dict)()  # e.g. where the legacy service outside runs
+        known = self.backend.stage_options()  # e.g. where the legacy service outside runs
         every = []
         for cluster in self.clusters():
             docs = stages.documents(number, **{"cluster": cluster, **known, **options})
@@ -129,7 +129,7 @@ class Lab:
 
     def clusters(self) -> list[str]:
         """The names of the lab's clusters (stage 6: cluster-1, cluster-2); [] for a lab of one cluster."""
-        return list(getattr(self.backend, "clusters", list)())
+        return list(self.backend.clusters())
 
     def down(self) -> None:
         """Remove everything this lab started; safe to call twice."""

@@ -158,6 +158,19 @@ class Backend(abc.ABC):
     def down(self) -> None:
         """Remove everything this lab made; idempotent."""
 
+    def running(self) -> bool | None:
+        """Whether the lab runs here now; None when the backend cannot tell cheaply (kind, kube: a cluster may hold
+        an earlier stage)."""
+        return None
+
+    def clusters(self) -> list[str]:
+        """The names of the clusters this backend composes (stage 6); [] for one cluster."""
+        return []
+
+    def stage_options(self) -> dict:
+        """Options the stage's manifests need from the running backend (stage 6: the legacy service's address)."""
+        return {}
+
     def parts(self) -> list["Backend"]:
         """The single-cluster backends this one is made of: itself, or each cluster of a fleet."""
         return [self]

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from ..stages import shop
 from .base import CheckResult, exercise
-from .quiz import judge as quiz_judge
+from .quiz import after as quiz_after
 from .stats import required_samples, split_matches
 
 LAB = "05-control-plane-lab"
@@ -504,10 +504,7 @@ def judge_outage(answers: Any, outage: Any) -> CheckResult:
         return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nafter the control plane came back, reviews still "
                            "answered from other versions than v2: restore it (lab.restore()) and wait until every "
                            "sidecar is SYNCED again (wait_synced(lab)) before sending `after_restore`")
-    quiz = quiz_judge(answers, QUIZ)
-    if not quiz.ok:
-        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe experiment is right; the quiz: {quiz.received}")
-    return CheckResult(True, OUTAGE_EXPECTED, f"{text}\n{quiz.received}")
+    return quiz_after(OUTAGE_EXPECTED, text, "experiment", answers, QUIZ)
 
 
 @exercise(LAB, "control-plane-down", hints=[

@@ -21,7 +21,7 @@ from .. import traffic as _traffic
 from ..failover import OUTSIDE, Failover, app_hops, cluster_counts
 from ..tables import text_table
 from .base import CheckResult, exercise, one_line
-from .quiz import judge as quiz_judge
+from .quiz import after as quiz_after
 
 LAB = "06-multicluster-lab"
 CLUSTERS = ("cluster-1", "cluster-2")
@@ -357,10 +357,7 @@ def judge_outage(prediction: Any, answers: Any, outage: Any) -> CheckResult:
     if wrong:
         return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe prediction differs from the measurement: "
                            f"{', '.join(wrong)}. Look at where each service runs, and at how a request comes in")
-    quiz = quiz_judge(answers, QUIZ)
-    if not quiz.ok:
-        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe prediction is right; the quiz: {quiz.received}")
-    return CheckResult(True, OUTAGE_EXPECTED, f"{text}\n{quiz.received}")
+    return quiz_after(OUTAGE_EXPECTED, text, "prediction", answers, QUIZ)
 
 
 @exercise(LAB, "cluster-outage", hints=[

@@ -26,3 +26,11 @@ def judge(answers: Any, quiz: Mapping) -> CheckResult:
         else:
             lines.append(f"{q}: {choice}  not quite: {why.get(choice, 'choose a, b, c or d')}")
     return CheckResult(right == len(quiz), expected, f"{right}/{len(quiz)} right\n" + "\n".join(lines))
+
+
+def after(expected: str, text: str, what: str, answers: Any, quiz: Mapping) -> CheckResult:
+    """The verdict of an exercise whose measured part (`text`, `what` it was) is right: now the quiz decides."""
+    verdict = judge(answers, quiz)
+    if not verdict.ok:
+        return CheckResult(False, expected, f"{text}\nthe {what} is right; the quiz: {verdict.received}")
+    return CheckResult(True, expected, f"{text}\n{verdict.received}")
