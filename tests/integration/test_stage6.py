@@ -151,7 +151,10 @@ def test_the_legacy_service_outside_the_clusters_is_retried_through_its_service_
     finally:
         lab.restore()
     # 20% of first tries fail; with 3 retries a request fails only if 4 tries do (p = 0.0016 each)
-    assert result.ok >= 96 and result.calls["frontend->payments"]["total"] == 100, str(result)
+    # every answered request called payments; a request the loaded machine left unanswered (client timeout 5 s)
+    # counts among the tolerated failures
+    answered = result.requests - result.statuses[0]
+    assert result.ok >= 96 and result.calls["frontend->payments"]["total"] == answered, str(result)
     assert Admin(frontend.admin_url).stats()[retries] - before >= 5
 
 
