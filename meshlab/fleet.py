@@ -40,6 +40,7 @@ class Fleet(FleetBase):
             c.name: LocalBackend(member_lab(lab, c.name), owned, c, str(self.root_ca)) for c in CLUSTERS})
         self.legacy = legacy
         self._legacy_proc = None
+        self._claim = None  # the legacy host's address block, from _prepare until its process holds it
 
     @classmethod
     def availability(cls) -> Availability:
@@ -66,7 +67,9 @@ class Fleet(FleetBase):
         with paths.registry_lock():
             cleanup(self.lab)  # a single-cluster lab of the same name, or a fleet that crashed
             self.folder.mkdir(parents=True, mode=0o700)
-            paths.write_state(self.folder, {"lab": self.lab, "octet": paths.allocate_octet(self.lab), "processes": [],
+            octet = paths.allocate_octet(self.lab)
+            self._claim = paths.claim_block(octet)  # held until the legacy process takes it over (_start_legacy)
+            paths.write_state(self.folder, {"lab": self.lab, "octet": octet, "processes": [],
                                             "fleet": {"clusters": {n: getattr(m, "lab", n) for n, m in self.members.items()}}})
         from .controlplane import ca
 
@@ -76,7 +79,8 @@ class Fleet(FleetBase):
         """The legacy service as a plain process on its own loopback address."""
         state = paths.read_state(self.lab)
         ip = f"127.{state['octet']}.0.1"
-        self._legacy_proc, started = self.legacy.start(self.folder, LEGACY_SERVICE, ip, self.owned)
+        held, self._claim = self._claim, None
+        self._legacy_proc, started = self.legacy.start(self.folder, LEGACY_SERVICE, ip, self.owned, held)
         state.update(processes=[[self._legacy_proc.pid, started]], legacy={"service": LEGACY_SERVICE, "ip": ip})
         paths.write_state(self.folder, state)
 
@@ -88,6 +92,9 @@ class Fleet(FleetBase):
         self.legacy.set_fault(self.legacy_address(), settings)
 
     def down(self) -> None:
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         self._each(lambda member: member.down())
         cleanup(self.lab)  # the legacy process (from the state file) and the folder with the root CA
         if self._legacy_proc is not None:

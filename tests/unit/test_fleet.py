@@ -72,7 +72,7 @@ class FakeLegacy:
     def __init__(self):
         self.faults = []
 
-    def start(self, folder, service, ip, owned):
+    def start(self, folder, service, ip, owned, held=None):
         proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
         self.started = (folder, service, ip, owned)
         return proc, procs.start_time(proc.pid)

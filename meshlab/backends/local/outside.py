@@ -24,8 +24,9 @@ def app_argv(service: str, port: int = APP_PORT) -> list[str]:
     return [sys.executable, str(APP_SOURCE), "--service", service, "--version", "v1", "--port", str(port)]
 
 
-def start(folder: Path, service: str, ip: str, owned: bool) -> tuple[subprocess.Popen, int | None]:
-    """Start the app as `service` on ip:9080 with its log in folder; owned: it dies with this process."""
+def start(folder: Path, service: str, ip: str, owned: bool, held=None) -> tuple[subprocess.Popen, int | None]:
+    """Start the app as `service` on ip:9080 with its log in folder; owned: it dies with this process. The process
+    takes over the claim of ip's address block: `held` (a claim_block socket, closed here), else a new claim."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "LANG": "C.UTF-8",
            "PYTHONUNBUFFERED": "1", "POD_IP": ip, "POD_NAME": f"{service}-legacy", "NODE_NAME": "legacy-host"}
     log_path = folder / f"{service}.log"
@@ -33,7 +34,7 @@ def start(folder: Path, service: str, ip: str, owned: bool) -> tuple[subprocess.
     if owned:  # dies with this process, whichever thread started it (ownerwatch.py says why)
         argv = [sys.executable, "-m", "meshlab.backends.local.ownerwatch", str(os.getpid()), "--", *argv]
     # else `meshlab up` from a shell: the process outlives the command, `meshlab down` ends it
-    claim = paths.claim_block(int(ip.split(".")[1]))  # machine-wide, as a lab's supervisor claims its block
+    claim = held or paths.claim_block(int(ip.split(".")[1]))  # machine-wide, as a lab's supervisor claims its block
     if claim is None:
         raise MeshlabError(f"{service} (outside the clusters): address block of {ip}: Address already in use",
                            "another lab claimed it first; run `meshlab down --all` for labs left behind")
