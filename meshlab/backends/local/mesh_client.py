@@ -16,15 +16,23 @@ DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class MeshClient:
     """The mesh half of LocalBackend (a mixin over its status/apply/watch calls)."""
 
-    def uninstall_mesh(self) -> None:
-        """Delete meshlab's control plane (and a cluster's east-west gateway) if it runs."""
+    def uninstall_mesh(self, timeout: float = 30.0) -> None:
+        """Delete meshlab's control plane (and a cluster's east-west gateway) if it runs; return once its pods
+        are gone, not merely terminating."""
         from ...controlplane import deploy
 
         running = [d for d in self.objects("Deployment") if d["metadata"].get("namespace") == deploy.NAMESPACE]
-        if running:
-            identity = self.identity
-            docs = deploy.documents(identity.name, identity.network, self.root_ca)
-            self.delete(docs + (deploy.gateway_documents() if identity.multicluster else []))
+        if not running:
+            return
+        identity = self.identity
+        docs = deploy.documents(identity.name, identity.network, self.root_ca)
+        self.delete(docs + (deploy.gateway_documents() if identity.multicluster else []))
+        deadline = time.monotonic() + timeout
+        while any(p["namespace"] == deploy.NAMESPACE for p in self.status()["pods"]):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"the control plane's pods did not stop in {timeout:.0f}s",
+                                   f"look at {self.folder / 'pods'}/{deploy.NAME}-*/logs/discovery.log")
+            time.sleep(0.1)
 
     def install_mesh(self, timeout: float = 30.0) -> None:
         """Apply meshlab's control plane (controlplane/deploy.py) and wait until its pod is ready; a cluster of a
