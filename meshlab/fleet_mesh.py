@@ -111,11 +111,9 @@ def mesh_problem(local: dict, remotes: list[dict], docs: list[dict], validate: b
 
     before = snapshot.build_all(model.from_watches(local, remotes))
     after = snapshot.build_all(model.from_watches(overlaid(local, docs), remotes))
-    for node, snap in sorted(after.items()):
-        problems = snap.consistent()
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return f"the config for {node.split('~')[2]} would be inconsistent: {problems[0]}{more}"
+    refused = snapshot.refusal(before, after)
+    if refused:
+        return refused
     changed = [n for n, snap in sorted(after.items()) if n not in before or before[n].version != snap.version]
     if validate and changed:
         reason = envoy_check.problem(after[changed[0]])

@@ -153,14 +153,18 @@ class Lab:
         refs = self._apply_docs(docs, source, cluster)
         applied.add_learner(self.backend, docs)  # the learner's own: up(stage=...) removes them unless keep=True
         if wait:
-            self.backend.wait_ready(timeout=wait)
-            settle.wait_edge_config(self)  # an Ingress change is served when apply returns
-            if any(manifests.is_istio(d) for d in docs) and "mesh" in self.backend.capabilities():
-                from . import mesh
-
-                mesh.wait_synced(self)  # a policy change is served by every sidecar when apply returns
-                mesh.wait_drained(self, docs)  # ... on the connections already open too
+            self._wait_served(docs, wait)
         return refs
+
+    def _wait_served(self, docs: list[dict], wait: float) -> None:
+        """Return once a change to these objects is what the lab serves (apply and delete alike)."""
+        self.backend.wait_ready(timeout=wait)
+        settle.wait_edge_config(self)  # an Ingress change is served when apply returns
+        if any(manifests.is_istio(d) for d in docs) and "mesh" in self.backend.capabilities():
+            from . import mesh
+
+            mesh.wait_synced(self)  # a policy change is served by every sidecar when apply returns
+            mesh.wait_drained(self, docs)  # ... on the connections already open too
 
     def _apply_docs(self, docs: list[dict], source: str, cluster: str | None = None) -> list[str]:
         manifests.validate(docs, source)
@@ -171,11 +175,13 @@ class Lab:
         service joins or leaves the mesh); returns the new pods once they are ready."""
         return self.backend.restart(workload, timeout=timeout)
 
-    def delete(self, yaml_text: str, source: str = "<cell>") -> list[str]:
-        """Delete the objects named in YAML."""
+    def delete(self, yaml_text: str, source: str = "<cell>", wait: float = 30.0) -> list[str]:
+        """Delete the objects named in YAML; like apply, return once the lab serves without them."""
         docs = manifests.load(yaml_text, source)
         refs = self.backend.delete(docs)
         applied.forget(self.backend, docs)
+        if wait:
+            self._wait_served(docs, wait)
         return refs
 
     def manifests(self, stage=None) -> str:

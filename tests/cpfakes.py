@@ -25,6 +25,7 @@ class FakeSupervisor:
         self.revision = 1
         self.state = state or {"cluster": "", "objects": [], "pods": []}
         self.requests: list[dict] = []
+        self.tokens: dict[str, dict] = {}  # token -> the pod it was issued to (what `tokenreview` answers)
         self.loop = asyncio.new_event_loop()
         self.changed: asyncio.Condition | None = None
         self.server = None
@@ -50,6 +51,8 @@ class FakeSupervisor:
         params = request["params"]
         if request["method"] == "ping":
             writer.write(rpc.encode_answer("pong"))
+        elif request["method"] == "tokenreview":
+            writer.write(rpc.encode_answer(self.tokens.get(params.get("token", ""))))
         elif request["method"] == "watch":
             async with self.changed:
                 try:
@@ -84,14 +87,18 @@ class FakeSupervisor:
         self.loop.close()
 
 
-def ads_bootstrap(node_id: str, cluster: str, xds_port: int, admin_port: int) -> dict:
-    """An Envoy bootstrap that takes everything over ADS from a control plane on 127.0.0.1:xds_port."""
+def ads_bootstrap(node_id: str, cluster: str, xds_port: int, admin_port: int, token: str = "") -> dict:
+    """An Envoy bootstrap that takes everything over ADS from a control plane on 127.0.0.1:xds_port (showing its
+    pod token when given)."""
     source = {"ads": {}, "resource_api_version": "V3"}
+    grpc_service = {"envoy_grpc": {"cluster_name": "xds"}}
+    if token:
+        grpc_service["initial_metadata"] = [{"key": "authorization", "value": f"Bearer {token}"}]
     return {
         "node": {"id": node_id, "cluster": cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
-                                             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+                                             "grpc_services": [grpc_service]},
                               "cds_config": source, "lds_config": source},
         "static_resources": {"clusters": [{
             "name": "xds", "type": "STATIC", "connect_timeout": "1s",

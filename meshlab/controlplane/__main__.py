@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..backends.base import MeshlabError
-from . import ca
+from . import ca, tokenreview
 from .server import ControlPlane
 from .sources import api_address, from_environment, ClusterWatch, LocalWatch
 
@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except MeshlabError as exc:
         print(f"meshlab.controlplane: {exc}", file=sys.stderr)
         return 2
+    review = tokenreview.reviewer(source.address)  # proxies show their pod's token to the runtime that issued it
     if args.cluster:
         source = ClusterWatch(source, args.cluster, args.network, log=log)
     try:
         plane = ControlPlane(args.address, args.xds_port, args.status_port, args.state, debounce=args.debounce,
                              cert_ttl=args.cert_ttl, log=log, cluster=args.cluster,
-                             root_folder=args.root_ca or None).start()
+                             root_folder=args.root_ca or None, review=review).start()
     except OSError as exc:
         print(f"meshlab.controlplane: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noq
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from . import tokenreview
 from .cache import SECRET_TYPE, SnapshotCache, short_type
 
 ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -183,8 +184,10 @@ class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     """StreamAggregatedResources over a SnapshotCache, plus SDS secrets from a SecretSource."""
 
     def __init__(self, cache: SnapshotCache, secrets: SecretSource | None = None,
-                 log: Callable[[str], None] = print, secret_check_interval: float = 5.0):
+                 log: Callable[[str], None] = print, secret_check_interval: float = 5.0,
+                 review: Callable[[str], dict | None] | None = None):
         self.cache, self.secrets, self.log = cache, secrets, log
+        self.review = review  # None: every stream is served (a test's server); else each must show its pod token
         self.secret_check_interval = secret_check_interval
         self._encoded: dict[tuple, any_pb2.Any] = {}
         self._encoded_lock = threading.Lock()
@@ -214,6 +217,11 @@ class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         node_id = first.node.id
         if not node_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry node.id")
+        if self.review is not None:
+            why = tokenreview.refusal(self.review(tokenreview.bearer(context.invocation_metadata())), node_id)
+            if why:
+                self.log(f"refused {node_id} peer={context.peer()}: {why}")
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
         stream = AdsStream(self, node_id, events)
         self.cache.connected(node_id)
         unwatch = self.cache.watch(node_id, lambda: events.put("changed"))

@@ -38,7 +38,7 @@ class ControlPlane:
     def __init__(self, address: str, xds_port: int, status_port: int, state: str | Path,
                  debounce: float = 0.02, debounce_max: float = 1.0, cert_ttl: float = ca.DEFAULT_TTL,
                  translate: Translate = translate, log: Callable[[str], None] = print, cluster: str = "",
-                 root_folder: str | Path | None = None):
+                 root_folder: str | Path | None = None, review: Callable[[str], dict | None] | None = None):
         self.address, self.xds_port, self.status_port = address, xds_port, status_port
         self.debounce, self.debounce_max = debounce, debounce_max
         self.translate = translate
@@ -47,7 +47,7 @@ class ControlPlane:
         self.ca = ca.CertificateAuthority(state, cluster=cluster, ttl=cert_ttl, root_folder=root_folder)
         self.identities: dict[tuple[str, str], str] = {}
         self.service = ads.AdsService(self.cache, self.secrets, log=log,
-                                      secret_check_interval=max(0.1, min(5.0, cert_ttl / 30)))
+                                      secret_check_interval=max(0.1, min(5.0, cert_ttl / 30)), review=review)
         self.ads: ads.AdsServer | None = None
         self.status_server: StatusServer | None = None
         self._pending: dict | None = None
@@ -117,6 +117,8 @@ class ControlPlane:
                 self.log(f"refused {node_id}: {'; '.join(map(str, snapshot.consistent()))[:300]}")
             elif getattr(before, "version", None) != snapshot.version:
                 changed += 1
+                for problem in snapshot.closed:  # Istio's istioctl analyze would say IST0101 here
+                    self.log(f"{node_id}: {problem}: answers 503 (BlackHoleCluster)")
         self.cache.retain(snapshots)
         self.ca.retain(set(snapshots) | set(self.cache.node_ids()))
         self.cache.built(revision)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .model import Model, Pod
 from .translate import common
 from .translate.authz import rbac_filters
+from .translate import dangling
 from .translate.clusters import inbound_cluster, outbound_clusters
 from .translate.endpoints import load_assignments
 from .translate.gateway import gateway_resources
@@ -37,11 +38,12 @@ class Snapshot:
     """Everything one proxy gets: resources[type_url][name] in Envoy's proto3 JSON (nested Any with @type)."""
     version: str
     resources: dict
+    closed: tuple[str, ...] = ()  # routes to undefined clusters sent to the BlackHoleCluster (answer 503)
 
     @classmethod
-    def of(cls, resources: dict) -> "Snapshot":
+    def of(cls, resources: dict, closed=()) -> "Snapshot":
         """A snapshot whose version is its content hash."""
-        return cls(content_version(resources), resources)
+        return cls(content_version(resources), resources, tuple(closed))
 
     def names(self, type_url: str) -> set[str]:
         """Names of the resources of one type."""
@@ -93,17 +95,8 @@ def route_clusters(config: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _missing_cluster_hint(cluster: str) -> str:
-    parts = cluster.split("|")
-    if len(parts) == 4 and parts[0] == "outbound":
-        return f" (no DestinationRule subset {parts[2]} for {parts[3]})" if parts[2] else \
-            f" (no Service {parts[3]} with port {parts[1]})"
-    return ""
-
-
 def _route_problems(where: str, config: dict, clusters: set[str]) -> list[str]:
-    return [f"{where}: virtual host {host} routes to undefined cluster {c}{_missing_cluster_hint(c)}"
-            for host, c in route_clusters(config) if c not in clusters]
+    return [dangling.problem(where, host, c) for host, c in route_clusters(config) if c not in clusters]
 
 
 def _secret_names(value) -> set[str]:
@@ -141,9 +134,12 @@ def build_sidecar(model: Model, pod: Pod) -> Snapshot:
         listeners.append(inbound_listener(pod, port, workload_mode(model, pod), rbac_filters(model, pod),
                                           hop_fields(model)))
         clusters.append(inbound_cluster(pod, port))
-    routes = [route_configuration(model, pod, entry_virtual_hosts(model, pod))]
+    routes, closed = dangling.close(route_configuration(model, pod, entry_virtual_hosts(model, pod)),
+                                    {c["name"] for c in clusters})
+    if closed:
+        clusters.append(dangling.blackhole_cluster())
     assignments = load_assignments(model, pod) + entry_load_assignments(model, pod)
-    return _snapshot(listeners, routes, clusters, assignments)
+    return _snapshot(listeners, [routes], clusters, assignments, closed)
 
 
 def build_gateway(model: Model, pod: Pod) -> Snapshot:
@@ -152,10 +148,28 @@ def build_gateway(model: Model, pod: Pod) -> Snapshot:
     return _snapshot(listeners, [], clusters, assignments)
 
 
-def _snapshot(listeners: list[dict], routes: list[dict], clusters: list[dict], assignments: list[dict]) -> Snapshot:
+def _snapshot(listeners: list[dict], routes: list[dict], clusters: list[dict], assignments: list[dict],
+              closed=()) -> Snapshot:
     resources = {LISTENER_TYPE: _by_name(listeners), ROUTE_TYPE: _by_name(routes), CLUSTER_TYPE: _by_name(clusters),
                  ENDPOINT_TYPE: _by_name(assignments, "cluster_name")}
-    return Snapshot.of(plain(resources))
+    return Snapshot.of(plain(resources), closed)
+
+
+def new_problems(before, after) -> list[str]:
+    """What an apply would break in one proxy's config: inconsistencies, and routes it would newly close (a route
+    already closed by an earlier delete does not block an unrelated apply)."""
+    old = set(before.closed) if before is not None else set()
+    return list(after.consistent()) + [p for p in after.closed if p not in old]
+
+
+def refusal(before: dict, after: dict) -> str | None:
+    """Why a change from one build ({node id: Snapshot}) to another must be refused, in one line, else None."""
+    for node, snap in sorted(after.items()):
+        problems = new_problems(before.get(node), snap)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return f"the config for {node.split('~')[2]} would be inconsistent: {problems[0]}{more}"
+    return None
 
 
 def plain(value):

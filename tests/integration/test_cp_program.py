@@ -63,9 +63,31 @@ class App(http.server.BaseHTTPRequestHandler):
         pass
 
 
+TOKEN = "token-of-reviews-v1"
+
+
 def bootstrap(xds_port: int, admin_port: int) -> dict:
-    """An Envoy bootstrap that takes everything over ADS from the server under test."""
-    return ads_bootstrap(NODE, "reviews.default", xds_port, admin_port)
+    """An Envoy bootstrap that takes everything over ADS from the server under test, with its pod's token."""
+    return ads_bootstrap(NODE, "reviews.default", xds_port, admin_port, token=TOKEN)
+
+
+def ads_answer(xds_port: int, node_id: str, token: str = ""):
+    """Ask for a node's certificate as an impostor would: 'answered', or the gRPC status code."""
+    import grpc
+    from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+    request = discovery_pb2.DiscoveryRequest(type_url="type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+                                             resource_names=["default"])
+    request.node.id = node_id
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(f"127.0.0.1:{xds_port}") as channel:
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        try:
+            for _ in stub.StreamAggregatedResources(iter([request]), metadata=metadata, timeout=5):
+                return "answered"
+        except grpc.RpcError as exc:
+            return exc.code()
+    return "ended"
 
 
 def wait_for(what, predicate, timeout: float = 20.0):
@@ -77,6 +99,7 @@ def test_control_plane_program_drives_a_real_sidecar():
     root = Path(folder.name)
     api = abstract_name("cp-main")
     supervisor = FakeSupervisor(api, state(strict=False))
+    supervisor.tokens[TOKEN] = {"namespace": "default", "name": POD, "serviceAccount": "shop-reviews"}
     xds, status, admin = free_port(), free_port(), free_port()
     app = plane = envoy = None
     try:
@@ -109,6 +132,12 @@ def test_control_plane_program_drives_a_real_sidecar():
         hops = ",".join(answer["trace"])
         assert "dir=in" in hops and "peer=spiffe://cluster.local/ns/default/sa/shop-reviews" in hops, hops
 
+        import grpc
+        assert ads_answer(xds, NODE) == grpc.StatusCode.UNAUTHENTICATED  # no token: no certificate, no config
+        assert ads_answer(xds, NODE, token="guessed") == grpc.StatusCode.UNAUTHENTICATED
+        other = NODE.replace(POD, "ratings-v1-xyz")
+        assert ads_answer(xds, other, token=TOKEN) == grpc.StatusCode.UNAUTHENTICATED  # reviews' token, not ratings'
+
         supervisor.set_state(state(strict=True))
         wait_for("the STRICT config", lambda: (s := synced()) and s[1]["version"] != row["version"])
         assert wait_for("a request under STRICT mTLS", call)
@@ -118,6 +147,7 @@ def test_control_plane_program_drives_a_real_sidecar():
         assert call(), "traffic keeps flowing on the last config without a control plane"
         log = (root / "cp.log").read_text()
         assert "push Listener" in log and "ACK Secret" in log and "build revision=2" in log, log
+        assert "its token belongs to pod reviews-v1-abc12.default, not ratings-v1-xyz.default" in log, log
     finally:
         for proc in (envoy, plane):
             if proc and proc.poll() is None:

@@ -30,6 +30,7 @@ class Snapshot:
     version: str
     resources: dict = field(default_factory=dict)
     dangling: list = field(default_factory=list)
+    closed: tuple = ()
 
     def consistent(self):
         return list(self.dangling)

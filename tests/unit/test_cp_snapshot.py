@@ -213,12 +213,21 @@ def test_shop_translation_end_to_end():
     assert clusters["outbound|9080|v2|reviews.default.svc.cluster.local"]["outlier_detection"]["consecutive_5xx"] == 3
 
 
-def test_consistent_reports_dangling_references():
+def test_routes_to_undefined_subsets_go_to_the_blackhole_and_are_reported():
     snaps = snapshot.build_all(shop([reviews_vs()]))  # subsets v1/v2/v3 named, but no DestinationRule
-    problems = snaps[node_of(snaps, "frontend")].consistent()
+    frontend = snaps[node_of(snaps, "frontend")]
+    assert frontend.consistent() == []  # pushable: the proxy answers 503 for those routes, as Istio's does
     assert "route config 9080: virtual host reviews.default.svc.cluster.local:9080 routes to undefined cluster " \
            "outbound|9080|v3|reviews.default.svc.cluster.local (no DestinationRule subset v3 for " \
-           "reviews.default.svc.cluster.local)" in problems
+           "reviews.default.svc.cluster.local)" in frontend.closed
+    assert "BlackHoleCluster" in frontend.resources[snapshot.CLUSTER_TYPE]
+    assert snapshot.refusal({}, snaps).startswith("the config for frontend-")  # a new apply of it is refused
+    assert snapshot.refusal(snaps, snaps) is None  # ... but once there (a DestinationRule deleted), others go on
+    assert envoy_check.validate(frontend, "vs.yaml") is None
+
+
+def test_consistent_reports_dangling_references():
+    snaps = snapshot.build_all(shop([reviews_vs()]))
     good = snapshot.build_all(FULL)[node_of(snaps, "frontend")]
     resources = copy.deepcopy(good.resources)
     del resources[snapshot.ROUTE_TYPE]["9080"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +96,12 @@ def test_the_local_sidecar_runs_its_bootstrap_expanded_and_patched(tmp_path):
     spec["serviceAccountName"] = "shop-reviews"
     pod = make_pod(tmp_path, meta, spec)
     argv = pod.argv_for(spec["containers"][1])
-    config = json.loads(argv[argv.index("--config-yaml") + 1])
+    assert "--config-yaml" not in argv and pod.token not in " ".join(argv)  # `ps` shows no bootstrap, no token
+    path = Path(argv[argv.index("-c") + 1])
+    assert path.parent == pod.folder and stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = json.loads(path.read_text())
+    ads = config["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    assert ads["initial_metadata"] == [{"key": "authorization", "value": f"Bearer {pod.token}"}]
     assert config["node"]["id"] == "sidecar~127.9.2.10~reviews-v1-abc-xyz12.shop~shop.svc.cluster.local"
     assert config["admin"]["address"]["socket_address"] == {"address": "127.9.2.10", "port_value": 15000}
     assert config["typed_dns_resolver_config"]["typed_config"]["resolvers"][0]["socket_address"]["address"] == "127.9.0.2"

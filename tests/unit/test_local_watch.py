@@ -135,6 +135,7 @@ def test_istio_objects_go_through_the_control_planes_schema(monkeypatch):
 class FakeSnapshot:
     version: str
     dangling: list = field(default_factory=list)
+    closed: tuple = ()
 
     def consistent(self):
         return self.dangling

@@ -47,6 +47,19 @@ def patch_bootstrap(config: dict, pod_ip: str, mounts: dict[str, str], dns: tupl
     return config
 
 
+def with_token(config: dict, token: str, xds_cluster: str = "xds-grpc") -> dict:
+    """The bootstrap with the pod's token on its ADS stream to the mesh's control plane (`authorization: Bearer`),
+    as istio-agent presents the pod's service-account token; other bootstraps are returned unchanged."""
+    ads = ((config.get("dynamic_resources") or {}).get("ads_config") or {})
+    services = ads.get("grpc_services") or []
+    if not any((s.get("envoy_grpc") or {}).get("cluster_name") == xds_cluster for s in services):
+        return config
+    header = {"key": "authorization", "value": f"Bearer {token}"}
+    services = [{**s, "initial_metadata": [m for m in s.get("initial_metadata") or [] if m.get("key") != "authorization"]
+                 + [header]} if (s.get("envoy_grpc") or {}).get("cluster_name") == xds_cluster else s for s in services]
+    return {**config, "dynamic_resources": {**config["dynamic_resources"], "ads_config": {**ads, "grpc_services": services}}}
+
+
 def patch_file_text(text: str, pod_ip: str, mounts: dict[str, str], source: str) -> str:
     """Patch a dynamic-resource file (LDS/CDS YAML or JSON) projected into an Envoy pod."""
     try:

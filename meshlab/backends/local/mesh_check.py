@@ -34,7 +34,7 @@ async def check(objects: dict, pods, docs: list[dict], source: str) -> None:
     """Raise a one-line MeshlabError when these docs would give any sidecar dangling or invalid config."""
     if not any(kinds.is_istio(doc) for doc in docs):
         return
-    from ...controlplane import envoy_check
+    from ...controlplane import envoy_check, snapshot
 
     pods = list(pods)
     overlay = {**objects, **{key_of(doc): doc for doc in docs}}
@@ -42,11 +42,9 @@ async def check(objects: dict, pods, docs: list[dict], source: str) -> None:
         before, after = build(objects, pods), build(overlay, pods)
     except MeshlabError as exc:
         raise MeshlabError(f"{source}: {exc.message}", exc.hint or HINT) from None
-    for node, snap in sorted(after.items()):
-        problems = snap.consistent()
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise MeshlabError(f"{source}: the config for {node.split('~')[2]} would be inconsistent: {problems[0]}{more}", HINT)
+    refused = snapshot.refusal(before, after)
+    if refused:
+        raise MeshlabError(f"{source}: {refused}", HINT)
     for node in changed(before, after)[:VALIDATED_PER_APPLY]:
         problem = await asyncio.to_thread(envoy_check.validate, after[node], source)
         if inspect.isawaitable(problem):

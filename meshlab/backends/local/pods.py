@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class Pod:
     containers: list = field(default_factory=list)
     probe_ok: dict = field(default_factory=dict)
     deleting: bool = False
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # its service-account token (injection 7)
 
     def __post_init__(self):
         self.containers = [Container(spec=c) for c in self.spec.get("containers") or []]
@@ -154,9 +156,10 @@ class Pod:
                 local = envoy_patch.patch_paths(args[index], mounts)
                 args[index] = str(self._local_bootstrap(container, local, mounts))
         if "--config-yaml" in args and args.index("--config-yaml") + 1 < len(args):
-            index = args.index("--config-yaml") + 1
-            config = yaml.safe_load(args[index]) or {}
-            args[index] = json.dumps(self._patched_bootstrap(container, config), separators=(",", ":"))
+            # written to a private file, not left on the command line: the bootstrap carries the pod's token
+            index = args.index("--config-yaml")
+            config = self._patched_bootstrap(container, yaml.safe_load(args[index + 1]) or {})
+            args[index:index + 2] = ["-c", str(self._private_bootstrap(container, config))]
         if "--disable-hot-restart" not in args:
             args.append("--disable-hot-restart")
         if "--concurrency" not in args:
@@ -170,14 +173,20 @@ class Pod:
         except FileNotFoundError:
             raise MeshlabError(f"Pod/{self.name}: container {container['name']}: Envoy config {path} not found",
                                "mount the ConfigMap that holds the bootstrap at that path") from None
-        config = self._patched_bootstrap(container, config, mounts)
-        out = self.folder / f"{container['name']}.bootstrap.yaml"
-        out.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self._private_bootstrap(container, self._patched_bootstrap(container, config, mounts))
+
+    def _private_bootstrap(self, container: dict, config: dict) -> Path:
+        """Write a bootstrap readable by the owner only; returns its path."""
+        out = self.folder / f"{container['name']}.bootstrap.json"
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f, separators=(",", ":"))
         return out
 
     def _patched_bootstrap(self, container: dict, config: dict, mounts: dict | None = None) -> dict:
         """The local Envoy patch of a bootstrap (file or --config-yaml); records the container's admin URL."""
         config = envoy_patch.patch_bootstrap(config, self.ip, mounts or self.mounts(container), self.dns)
+        config = envoy_patch.with_token(config, self.token)
         admin = ((config.get("admin") or {}).get("address") or {}).get("socket_address") or {}
         if admin.get("port_value"):
             self.container(container["name"]).admin = f"http://{admin.get('address')}:{admin['port_value']}"

@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import sys
 import traceback
 
@@ -15,6 +17,15 @@ from ..base import MeshlabError
 from . import paths, procs, rpc
 from .identity import ClusterIdentity
 from .runtime import TICK, Runtime
+
+
+def same_user(sock) -> bool:
+    """True when the process at the other end of a Unix socket runs as this user (or as root)."""
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return False
+    return uid in (os.getuid(), 0)
 
 
 class Supervisor:
@@ -78,6 +89,9 @@ class Supervisor:
             loop.create_task(poll())
 
     async def _serve(self, reader, writer) -> None:
+        if not same_user(writer.get_extra_info("socket")):
+            writer.close()  # an abstract socket has no file permissions: the kernel's peer credentials decide
+            return
         try:
             request = json.loads(await reader.readline())
             result = await self.handle(request["method"], request.get("params") or {})
@@ -124,6 +138,8 @@ class Supervisor:
         if method == "restore":
             rt.restore()
             return None
+        if method == "tokenreview":
+            return rt.review(params.get("token", ""))
         if method == "objects":
             return rt.of_kind(params["kind"])
         if method == "down":

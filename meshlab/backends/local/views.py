@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from ..base import NodeInfo, ProxyInfo
 from . import ingress, inject, network, watch
 
@@ -24,6 +26,14 @@ class Views:
                     out.append(ProxyInfo(self.proxy_name(pod, c), role, pod.name, pod.node, c.state(), c.admin,
                                          self.identity.name).to_dict())
         return out
+
+    def review(self, token: str) -> dict | None:
+        """Kubernetes' TokenReview: the pod (and service account) a token was issued to, or None."""
+        for pod in self.pods.values():
+            if token and hmac.compare_digest(pod.token.encode(), str(token).encode()):
+                return {"namespace": pod.namespace, "name": pod.name,
+                        "serviceAccount": pod.spec.get("serviceAccountName") or "default"}
+        return None
 
     def entrypoint(self) -> str:
         """The edge when there is one, else the frontend Service's ClusterIP."""
