@@ -43,11 +43,23 @@ def measured(table: Any) -> dict[str, str]:
         return f"{_get(rows[stage], 'change_objects')} object(s), {_get(rows[stage], 'change_seconds', 0.0):.1f} s"
 
     return {
+        "failover6": failover(rows),
         "proxies3": of(3, "proxies"), "proxies4": of(4, "proxies"), "proxies5": of(5, "proxies"),
         "memory3": of(3, "proxy_memory_mb", "{:.0f} MiB"), "memory4": of(4, "proxy_memory_mb", "{:.0f} MiB"),
         "change2": change(2), "change4": change(4), "change5": change(5),
         "lost2": of(2, "out_of_reach"), "pods": of(2, "app_pods"),
     }
+
+
+def failover(rows: dict[int, Any]) -> str:
+    """What losing cluster-1's copy of a service cost in the measured stage-6 run, or '' when it was not measured."""
+    cross = next((_get(r, "cross", None) for r in rows.values() if _get(r, "cross", None) is not None), None)
+    if cross is None or not _get(cross, "failover_requests", 0):
+        return ""
+    seconds = _get(cross, "failover_s", None)
+    switch = f"a {seconds:.1f} s switch" if isinstance(seconds, (int, float)) else "no switch at all"
+    return (f"losing cluster-1's copy of a service cost {_get(cross, 'failover_failed', 0)} of "
+            f"{_get(cross, 'failover_requests')} requests and {switch} in your run")
 
 
 def quiz_for(table: Any) -> dict:
@@ -69,10 +81,12 @@ def quiz_for(table: Any) -> dict:
                      "d": "policy per node, not per service: one team cannot have its own retries or canaries "
                           "(粒度还是不够细)"}),
         "q4": ("a", {"b": "nothing runs yet: new services can be born in the mesh (全盘采纳, a greenfield project)"}),
-        "q5": ("b", {"a": "one data centre's cluster is one failure domain: losing it loses the mesh",
+        "q5": ("b", {"a": "one data centre's cluster is one failure domain: losing it loses the mesh"
+                          + (f"; with two clusters, {m['failover6']}, and the service stayed up" if m["failover6"] else ""),
                      "c": "a router layer per data centre knows nothing of the other one, and is a single point of "
                           "failure inside each",
-                     "d": "an edge proxy routes what enters a cluster; it cannot fail services over between clusters"}),
+                     "d": "an edge proxy routes what enters a cluster; it cannot fail services over between clusters"
+                          + (f" (with stage 6, {m['failover6']})" if m["failover6"] else "")}),
         "q6": ("b", {"a": "a bank's core systems cannot all move at once: migrate one service at a time, non-core "
                           "systems first (从非核心系统开始改造), with zero failed requests (lab 05)"}),
     }

@@ -59,6 +59,19 @@ def test_each_typical_wrong_choice_is_answered_with_the_measured_table(question,
     assert why in line
 
 
+def test_a_measured_failover_answers_the_two_data_centre_question():
+    from meshlab.compare_multicluster import CrossCluster
+
+    six = row(6, cross=CrossCluster(failover_requests=400, failover_failed=3, failover_s=1.25, killed=2))
+    line = next(l for l in check("which-stage-for-whom", {**RIGHT, "q5": "a"}, TABLE + [six]).received.splitlines()
+                if l.startswith("q5:"))
+    assert "losing cluster-1's copy of a service cost 3 of 400 requests and a 1.2 s switch in your run" in line
+    never = row(6, cross=CrossCluster(failover_requests=400, failover_failed=400, failover_s=None))
+    assert "400 of 400 requests and no switch at all" in adoption.quiz_for([r.to_dict() for r in TABLE + [never]])[
+        "q5"][1]["d"]
+    assert "your run" not in adoption.quiz_for(TABLE)["q5"][1]["a"]  # stage 6 not measured: no invented figure
+
+
 def test_empty_or_odd_answers_are_not_done():
     assert "no answers yet" in check("which-stage-for-whom", {q: None for q in RIGHT}, TABLE).received
     assert not check("which-stage-for-whom", "bbcabb", TABLE).ok
