@@ -17,6 +17,7 @@ import meshlab
 from meshlab import cli, traffic
 from meshlab.backends.local import paths
 from conftest import wait_no_processes
+from labs import running
 
 pytestmark = pytest.mark.integration
 LAB = "atomic"
@@ -120,12 +121,8 @@ CATALOGUE = {  # id: (YAML text or bytes, words the one line must hold)
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = meshlab.Lab(LAB)
-    try:
-        lab.up(stage="edge", quiet=True)
+    with running(LAB, "edge") as lab:
         yield lab
-    finally:
-        lab.down()
     assert not wait_no_processes(), "the atomic-apply lab left processes behind"
 
 

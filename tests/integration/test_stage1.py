@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-import meshlab
 from meshlab.backends.local import paths
 from conftest import wait_no_processes
+from labs import running
 
 pytestmark = pytest.mark.integration
 LAB = "stage1"
@@ -20,12 +20,8 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = meshlab.Lab(LAB)
-    try:
-        lab.up(stage="edge", quiet=True)
+    with running(LAB, "edge") as lab:
         yield lab
-    finally:
-        lab.down()
     assert not wait_no_processes(), "stage 1 lab left processes behind"
     assert not paths.lab_dir(LAB).exists()
 

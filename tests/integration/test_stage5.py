@@ -16,6 +16,7 @@ from meshlab import traffic
 from meshlab.stages import controlplane
 from meshlab.checks.stats import required_samples, split_matches
 from traces import east_west
+from labs import running
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +29,8 @@ def route_reviews(v1: int, v3: int) -> str:
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = meshlab.Lab("stage5")
-    try:
-        lab.up(stage="control-plane", quiet=True)
-    except BaseException:
-        lab.down()
-        raise
-    yield lab
-    lab.down()
+    with running("stage5", "control-plane") as lab:
+        yield lab
 
 
 def test_every_east_west_call_passes_both_sidecars_with_the_callers_identity(lab):

@@ -22,6 +22,7 @@ import meshlab
 from meshlab import diagrams
 from meshlab.envoy.admin import Admin
 from traces import east_west
+from labs import running
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +46,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = meshlab.Lab("stage6")
-    try:
-        lab.up(stage="multicluster", quiet=True)
-    except BaseException:
-        lab.down()
-        raise
-    yield lab
-    lab.down()
+    with running("stage6", "multicluster") as lab:
+        yield lab
 
 
 def gateway_bytes(lab) -> dict[tuple[str, str], int]:

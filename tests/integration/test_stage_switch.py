@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-import meshlab
 from meshlab.backends.local import procs
 from traces import east_west
+from labs import running
 
 pytestmark = pytest.mark.integration
 NOTES = """apiVersion: v1
@@ -21,14 +21,8 @@ data: {note: mine}
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = meshlab.Lab("switch")
-    try:
-        lab.up(stage="router", quiet=True)
-    except BaseException:
-        lab.down()
-        raise
-    yield lab
-    lab.down()
+    with running("switch", "router") as lab:
+        yield lab
 
 
 def configmaps(lab) -> set[str]:

@@ -10,24 +10,18 @@ import time
 
 import pytest
 
-import meshlab
 from meshlab import manifests, settle, traffic
 from meshlab.checks.stats import required_samples, split_matches
 from meshlab.stages import router, sidecar
 from traces import east_west
+from labs import started
 
 pytestmark = pytest.mark.integration
 SPLIT = {"v1": 80, "v2": 20, "v3": 0}
 
 
 def start(stage: int):
-    lab = meshlab.Lab(f"stage{stage}")
-    try:
-        lab.up(stage=stage, quiet=True)
-    except BaseException:
-        lab.down()
-        raise
-    return lab
+    return started(f"stage{stage}", stage)
 
 
 @pytest.fixture(scope="module")
