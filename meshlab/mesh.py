@@ -28,6 +28,7 @@ class ProxyStatus:
     version: str = ""
     acked: str = ""
     error: str = ""
+    closed: tuple = ()  # routes to clusters that do not exist: this proxy answers 503 for them
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -38,7 +39,18 @@ class ProxyStatusTable(list):
 
     def __repr__(self) -> str:
         rows = [(p.proxy, p.state, p.version or "-", p.acked or "-", p.error[:60]) for p in self]
-        return "\n".join(text_table(("PROXY", "STATUS", "VERSION", "ACKED", "ERROR"), rows)) if self else "no sidecars"
+        if not self:
+            return "no sidecars"
+        return "\n".join(text_table(("PROXY", "STATUS", "VERSION", "ACKED", "ERROR"), rows) + self.warnings())
+
+    def warnings(self) -> list[str]:
+        """One line per route that answers 503 because what it names is gone (Istio's IST0101), with how many
+        sidecars have it."""
+        counts: dict[str, int] = {}
+        for p in self:
+            for problem in p.closed:
+                counts[problem] = counts.get(problem, 0) + 1
+        return [f"warning: {problem.split(': ', 1)[-1]}: {n} sidecar(s) answer 503" for problem, n in sorted(counts.items())]
 
     __str__ = __repr__
 
@@ -70,7 +82,8 @@ def proxy_status(lab) -> ProxyStatusTable:
         namespace = pod.namespace if pod else "default"
         entry = entries.get((namespace, proxy.pod))
         rows.append(ProxyStatus(proxy.name, proxy.pod, namespace, state_of(entry), (entry or {}).get("version", ""),
-                                (entry or {}).get("acked", ""), (entry or {}).get("nack_error", "")))
+                                (entry or {}).get("acked", ""), (entry or {}).get("nack_error", ""),
+                                tuple((entry or {}).get("closed") or ())))
     return rows
 
 

@@ -49,6 +49,7 @@ class ProxyState:
                 "version": getattr(self.snapshot, "version", ""), "acked": self.acked,
                 "nacked": nacked.nacked if nacked else "", "nack_error": nacked.nack_error if nacked else "",
                 "built_revision": self.built_revision, "refused": self.refused,
+                "closed": list(getattr(self.snapshot, "closed", ()) or ()),  # routes answering 503 (BlackHoleCluster)
                 "pushed_at": max((t.pushed_at for t in self.types.values()), default=0.0),
                 "acked_at": self.acked_at,
                 "types": {short_type(url): vars(t).copy() for url, t in sorted(self.types.items())}}

@@ -81,10 +81,12 @@ def test_a_bad_virtualservice_changes_nothing(lab):
 
 
 def test_deleting_a_destinationrule_a_route_still_names_answers_503_until_it_is_back(lab):
+    lab.apply(SUBSETS)
     lab.apply(route_reviews(100, 0))
     lab.delete(SUBSETS)  # Kubernetes accepts the delete; Istio's sidecars then answer 503 for the subset
     states = lab.proxy_status()
     assert states.by_state() == {"SYNCED": len(states)}, str(states)
+    assert "(no DestinationRule subset v1 for reviews.default.svc.cluster.local)" in str(states), str(states)
     assert [lab.call("frontend", "http://reviews:9080/").status for _ in range(3)] == [503] * 3
     assert lab.call("frontend", "http://ratings:9080/").ok  # routes to clusters that exist are untouched
     lab.apply(SUBSETS)

@@ -47,3 +47,23 @@ def test_close_keeps_direct_responses_and_names_what_it_closed():
 ])
 def test_missing_cluster_hint(cluster, hint):
     assert dangling.missing_cluster_hint(cluster) == hint
+
+
+def test_proxy_status_warns_of_routes_that_answer_503_once_per_route():
+    from meshlab.controlplane.cache import SnapshotCache
+    from meshlab.controlplane.snapshot import Snapshot
+    from meshlab.mesh import ProxyStatus, ProxyStatusTable
+
+    problem = ("route config 9080: virtual host reviews:9080 routes to undefined cluster outbound|9080|v2|reviews "
+               "(no DestinationRule subset v2 for reviews)")
+    cache = SnapshotCache()
+    node = "sidecar~127.9.1.10~frontend-a.default~default.svc.cluster.local"
+    assert cache.set(node, Snapshot.of({}, closed=[problem]))
+    assert cache.status()["proxies"][0]["closed"] == [problem]
+    table = ProxyStatusTable([ProxyStatus("frontend-a", "frontend-a", "default", "SYNCED", "v", "v", closed=(problem,)),
+                              ProxyStatus("reviews-b", "reviews-b", "default", "SYNCED", "v", "v", closed=(problem,)),
+                              ProxyStatus("ratings-c", "ratings-c", "default", "SYNCED", "v", "v")])
+    assert repr(table).splitlines()[-1] == (
+        "warning: virtual host reviews:9080 routes to undefined cluster outbound|9080|v2|reviews "
+        "(no DestinationRule subset v2 for reviews): 2 sidecar(s) answer 503")
+    assert "warning" not in repr(ProxyStatusTable(table[2:]))
