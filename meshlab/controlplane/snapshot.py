@@ -28,9 +28,19 @@ PROVIDED_SECRETS = frozenset({common.SECRET_CERT, common.SECRET_ROOT})  # the AD
 NAME_FIELD = {ENDPOINT_TYPE: "cluster_name"}
 
 
-def content_version(resources: dict) -> str:
-    """A short hash of the content: unchanged resources keep their version."""
-    return hashlib.sha256(json.dumps(resources, sort_keys=True).encode()).hexdigest()[:12]
+def content_version(resources: dict, digests: dict | None = None) -> str:
+    """A short hash of the content: unchanged resources keep their version. `digests` remembers each resource's
+    own hash by identity, so a resource that many snapshots of one build share is serialised once."""
+    outer = hashlib.sha256()
+    for type_url in sorted(resources):
+        for name in sorted(resources[type_url]):
+            body = resources[type_url][name]
+            known = digests.get(id(body)) if digests is not None else None
+            digest = known[1] if known else hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+            if digests is not None and not known:
+                digests[id(body)] = (body, digest)  # holding body keeps its id from being reused meanwhile
+            outer.update(f"{type_url}\0{name}\0".encode() + digest)
+    return outer.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,9 @@ class Snapshot:
     closed: tuple[str, ...] = ()  # routes to undefined clusters sent to the BlackHoleCluster (answer 503)
 
     @classmethod
-    def of(cls, resources: dict, closed=()) -> "Snapshot":
+    def of(cls, resources: dict, closed=(), digests: dict | None = None) -> "Snapshot":
         """A snapshot whose version is its content hash."""
-        return cls(content_version(resources), resources, tuple(closed))
+        return cls(content_version(resources, digests), resources, tuple(closed))
 
     def names(self, type_url: str) -> set[str]:
         """Names of the resources of one type."""
@@ -120,39 +130,57 @@ def _by_name(items: list[dict], key: str = "name") -> dict:
     return {item[key]: item for item in items}
 
 
-def build(model: Model, pod: Pod) -> Snapshot:
+def build(model: Model, pod: Pod, shared: dict | None = None) -> Snapshot:
     """The LDS/RDS/CDS/EDS resources of one proxy: a sidecar, or an east-west gateway (SDS is the ADS server's)."""
-    return build_gateway(model, pod) if pod.is_gateway else build_sidecar(model, pod)
+    return build_gateway(model, pod) if pod.is_gateway else build_sidecar(model, pod, shared)
 
 
-def build_sidecar(model: Model, pod: Pod) -> Snapshot:
-    """A sidecar: outbound (Services, ServiceEntries) and inbound listeners, their routes, clusters and endpoints."""
+def build_sidecar(model: Model, pod: Pod, shared: dict | None = None) -> Snapshot:
+    """A sidecar: outbound (Services, ServiceEntries) and inbound listeners, their routes, clusters and endpoints.
+    `shared` holds what other sidecars of the same build can reuse (see shared_part)."""
+    shared = {} if shared is None else shared
+    outbound, routes, closed = shared_part(shared, ("outbound", pod.namespace), lambda: outbound_part(model, pod))
+    assignments = shared_part(shared, ("endpoints", pod.namespace, pod.locality),
+                              lambda: plain(load_assignments(model, pod) + entry_load_assignments(model, pod)))
     listeners = [outbound_listener(pod, route_config_name(model))]
-    clusters = outbound_clusters(model, pod) + entry_clusters(model, pod)
+    clusters = list(outbound)
     port = app_port(model, pod)
     if port:
         listeners.append(inbound_listener(pod, port, workload_mode(model, pod), rbac_filters(model, pod),
                                           hop_fields(model)))
-        clusters.append(inbound_cluster(pod, port))
-    routes, closed = dangling.close(route_configuration(model, pod, entry_virtual_hosts(model, pod)),
+        clusters.append(plain(inbound_cluster(pod, port)))
+    return _snapshot(plain(listeners), [routes], clusters, assignments, closed, shared.setdefault("digests", {}))
+
+
+def shared_part(shared: dict, key: tuple, make):
+    """A part that depends only on `key` (the proxy's namespace, and its locality for endpoints), made once per
+    build and shared read-only by every sidecar it fits, as Istio caches them: with N sidecars, the build is
+    no longer N times the whole mesh."""
+    if key not in shared:
+        shared[key] = make()
+    return shared[key]
+
+
+def outbound_part(model: Model, pod: Pod) -> tuple[list[dict], dict, tuple[str, ...]]:
+    """(outbound clusters, the outbound RouteConfiguration, routes closed to the BlackHoleCluster) of a namespace."""
+    clusters = plain(outbound_clusters(model, pod) + entry_clusters(model, pod))
+    routes, closed = dangling.close(plain(route_configuration(model, pod, entry_virtual_hosts(model, pod))),
                                     {c["name"] for c in clusters})
-    if closed:
-        clusters.append(dangling.blackhole_cluster())
-    assignments = load_assignments(model, pod) + entry_load_assignments(model, pod)
-    return _snapshot(listeners, [routes], clusters, assignments, closed)
+    return clusters + ([dangling.blackhole_cluster()] if closed else []), routes, tuple(closed)
 
 
 def build_gateway(model: Model, pod: Pod) -> Snapshot:
     """An east-west gateway: the 15443 SNI passthrough listener, its clusters and this cluster's endpoints."""
-    listeners, clusters, assignments = gateway_resources(model, pod)
+    listeners, clusters, assignments = plain(gateway_resources(model, pod))
     return _snapshot(listeners, [], clusters, assignments)
 
 
 def _snapshot(listeners: list[dict], routes: list[dict], clusters: list[dict], assignments: list[dict],
-              closed=()) -> Snapshot:
+              closed=(), digests: dict | None = None) -> Snapshot:
+    """A snapshot of plain resources (see plain); parts may be shared with other snapshots and are never changed."""
     resources = {LISTENER_TYPE: _by_name(listeners), ROUTE_TYPE: _by_name(routes), CLUSTER_TYPE: _by_name(clusters),
                  ENDPOINT_TYPE: _by_name(assignments, "cluster_name")}
-    return Snapshot.of(plain(resources), closed)
+    return Snapshot.of(resources, closed, digests)
 
 
 def new_problems(before, after) -> list[str]:
@@ -173,7 +201,7 @@ def refusal(before: dict, after: dict) -> str | None:
 
 
 def plain(value):
-    """A deep copy as plain JSON data (dicts and lists): no frozen model values, nothing shared between proxies."""
+    """A deep copy as plain JSON data (dicts and lists): no frozen model values."""
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -183,4 +211,5 @@ def plain(value):
 
 def build_all(model: Model) -> dict[str, Snapshot]:
     """{node id: Snapshot} for every injected pod and east-west gateway with an IP (ready or not: a proxy starts first)."""
-    return {pod.node_id: build(model, pod) for pod in model.pods if (pod.injected or pod.is_gateway) and pod.ip}
+    shared: dict = {}
+    return {pod.node_id: build(model, pod, shared) for pod in model.pods if (pod.injected or pod.is_gateway) and pod.ip}

@@ -409,3 +409,13 @@ def test_a_gateway_with_nothing_to_pass_through_has_no_listener():
     m = model.from_watch(alone)
     snap = snapshot.build_all(m)[m.pods[0].node_id]
     assert snap.resources[snapshot.LISTENER_TYPE] == {} and snap.consistent() == []
+
+
+def test_a_build_that_shares_parts_matches_each_proxys_own_build_in_every_locality():
+    m = two([reviews_dr({**OUTLIER, "loadBalancer": {"localityLbSetting": {"enabled": True}}})])
+    together = snapshot.build_all(m)
+    assert len({p.locality for p in m.pods if p.node_id in together}) > 1  # several localities, several endpoint sets
+    for pod in m.pods:
+        if pod.node_id in together:
+            alone = snapshot.build(m, pod)
+            assert (together[pod.node_id].version, together[pod.node_id].resources) == (alone.version, alone.resources)

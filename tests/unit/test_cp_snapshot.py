@@ -264,3 +264,25 @@ def test_validate_bootstrap_is_static():
     text = str(boot)
     assert "'ads'" not in text and "eds_cluster_config" not in text and "'rds'" not in text
     assert {s["name"] for s in boot["static_resources"]["secrets"]} == {"default", "ROOTCA"}
+
+
+@pytest.mark.parametrize("state", [FULL, shop([reviews_vs()]), shop([REVIEWS_DR])], ids=["full", "dangling", "dr"])
+def test_a_build_that_shares_parts_gives_every_proxy_what_its_own_build_gives(state):
+    together = snapshot.build_all(state)
+    for pod in state.pods:
+        alone = snapshot.build(state, pod)  # nothing shared, every resource hashed on its own
+        assert together[pod.node_id].version == alone.version
+        assert together[pod.node_id].resources == alone.resources and together[pod.node_id].closed == alone.closed
+    frontend, ratings = together[node_of(together, "frontend")], together[node_of(together, "ratings")]
+    assert frontend.resources[snapshot.ROUTE_TYPE]["9080"] is ratings.resources[snapshot.ROUTE_TYPE]["9080"]  # one copy
+
+
+def test_the_version_follows_the_content_only():
+    resources = {snapshot.CLUSTER_TYPE: {"a": {"name": "a", "type": "STATIC"}}}
+    same = {snapshot.CLUSTER_TYPE: {"a": {"type": "STATIC", "name": "a"}}}
+    other = {snapshot.CLUSTER_TYPE: {"a": {"name": "a", "type": "EDS"}}}
+    assert snapshot.content_version(resources) == snapshot.content_version(same) == \
+        snapshot.content_version(same, digests={})
+    assert snapshot.content_version(resources) != snapshot.content_version(other)
+    renamed = {snapshot.CLUSTER_TYPE: {"b": {"name": "a", "type": "STATIC"}}}
+    assert snapshot.content_version(resources) != snapshot.content_version(renamed)
