@@ -217,7 +217,7 @@ class Lab:
 
         return mesh.proxy_status(self)
 
-    def convergence(self, yaml_text: str, source: str = "<cell>", timeout: float = 15.0, cluster: str | None = None):
+    def convergence(self, yaml_text: str, source: str = "<cell>", timeout: float = 30.0, cluster: str | None = None):
         """Apply YAML (stage 6: to every cluster, or to `cluster`) and measure how long until every affected sidecar
         ACKed it and serves it."""
         from . import mesh

@@ -143,7 +143,11 @@ def validate(docs: list[dict], source: str = "<yaml>") -> None:
 
 
 class _ReadableDumper(yaml.SafeDumper):
-    """Multi-line strings (Envoy config inside ConfigMaps) as `|` blocks a person can read and edit."""
+    """Multi-line strings (Envoy config inside ConfigMaps) as `|` blocks a person can read and edit; an object
+    used in two places is written out twice, never as an &anchor / *alias (which loads back as one shared object)."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 def _str(dumper, value: str):

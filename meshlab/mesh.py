@@ -129,7 +129,7 @@ DRAIN_S = 1.2  # the local sidecars' --drain-time-s 1 (backends/local/inject.py)
 def wait_drained(lab, docs: list[dict]) -> None:
     """A new filter chain serves new connections once ACKed, but a connection opened before keeps the old chain
     until the sidecar drains it: after an mTLS or authorization change, wait that long (local sidecars)."""
-    if "convergence" in lab.backend.capabilities() and any(d.get("kind") in LISTENER_KINDS for d in docs):
+    if any(d.get("kind") in LISTENER_KINDS for d in docs) and "convergence" in lab.backend.capabilities():
         time.sleep(DRAIN_S)
 
 
@@ -167,14 +167,15 @@ def measured_clusters(lab, cluster: str | None = None) -> list[tuple[str, object
     return [(name, lab.backend.member(name)) for name in ([cluster] if cluster else names)]
 
 
-def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 15.0,
+def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 30.0,
                 cluster: str | None = None) -> Convergence:
     """Apply YAML (to every cluster of a fleet, or to `cluster`); wait until every sidecar whose config changed ACKed
-    it and its Envoy serves that version. Each cluster counts its own revisions, so each is timed on its own."""
+    it and its Envoy serves that version, on connections opened before too (wait_drained; not counted in the
+    time). Each cluster counts its own revisions, so each is timed on its own."""
     parts = measured_clusters(lab, cluster)
     before = {name: _versions(part.proxy_status(), name) for name, part in parts}
     started = time.time()
-    lab.apply(yaml_text, source, wait=0, **({"cluster": cluster} if cluster else {}))
+    refs = lab.apply(yaml_text, source, wait=0, **({"cluster": cluster} if cluster else {}))
     admitted = time.time()
     marks = {name: (part.revision(), part.revision_time()) for name, part in parts}
     deadline = time.monotonic() + timeout
@@ -214,6 +215,7 @@ def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 15
         unchanged += len(now) - len(changed)
         if name:
             per_cluster[name] = max(mine.values(), default=0.0) / 1000
+    wait_drained(lab, [{"kind": ref.split("/")[0]} for ref in refs or []])  # refs are `Kind/name`
     return Convergence(max(times.values(), default=0.0) / 1000, times, versions, unchanged, admitted - started,
                        per_cluster)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from ..backends.base import MeshlabError
-from . import objects
+from . import objects, updates
 from .fielderr import FieldError
 from .meta import object_meta, qualified_kind
 from .specs import SPECS
 
 HINT = "a Kubernetes API server refuses this too; nothing was changed: fix the field and apply again"
 NAMESPACE_HINT = "create the Namespace first (a kind: Namespace object, applied before or earlier in the same file)"
+UPDATE_HINT = ("a Kubernetes API server refuses this too; nothing was changed: keep the selector as it was (change the "
+               "pod template's labels instead), or delete the object and create it anew")
 DUPLICATE_HINT = "give each object its own name, or keep one copy"
 
 
@@ -43,6 +45,15 @@ def check(docs: list[dict], source: str = "<yaml>", namespaces=None) -> None:
                            f"(documents {first + 1} and {second + 1})", DUPLICATE_HINT)
     if namespaces is not None:
         check_namespaces(docs, source, namespaces)
+
+
+def check_updates(docs: list[dict], source: str, stored) -> None:
+    """Raise the API server's line for the first object that changes a field that cannot change (e.g. a
+    Deployment's spec.selector); `stored(doc)` is the object as stored, or None."""
+    for doc in docs:
+        found = updates.errors(doc, stored(doc))
+        if found:
+            raise MeshlabError(f"{source}: {message(doc, found)}", UPDATE_HINT)
 
 
 def check_namespaces(docs: list[dict], source: str, namespaces) -> None:

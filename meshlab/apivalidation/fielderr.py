@@ -6,8 +6,14 @@ import json
 from dataclasses import dataclass
 
 
+class GoLiteral(str):
+    """A value already written as the API server prints it (e.g. a Go struct), shown as it is."""
+
+
 def show(value) -> str:
     """A value as the API server prints it: strings quoted, numbers bare, maps as Go's %#v."""
+    if isinstance(value, GoLiteral):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

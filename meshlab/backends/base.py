@@ -18,6 +18,10 @@ class MeshlabError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """What Jupyter shows for it: the one line, not meshlab's frames (IPython's hook for custom tracebacks)."""
+        return [f"\x1b[0;31mMeshlabError\x1b[0m: {self}"]
+
 
 @dataclass
 class Availability:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .. import manifests
 from ..backends.base import MeshlabError
 from . import controlplane, edge, info, multicluster, pernode, router, shop, sidecar
@@ -49,10 +51,11 @@ def documents(stage, **options) -> list[dict]:
     if n not in BUILDERS:
         raise MeshlabError(f"stage {n} ({info.get(n).key}) cannot be deployed yet", "this stage arrives in a later release")
     try:
-        return BUILDERS[n](**options)
+        docs = BUILDERS[n](**options)
     except TypeError:
         raise MeshlabError(f"stage {n} ({info.get(n).key}) takes no option {', '.join(options)}",
                            "stage 5 takes injection=False (the brownfield start); stage 6 cluster= and payments_address=") from None
+    return json.loads(json.dumps(docs))  # every object its own: changing one Deployment's labels changes nothing else
 
 
 def is_multicluster(stage) -> bool:

@@ -56,10 +56,10 @@ def deployment(service: str, version: str, replicas: int, containers: list[dict]
                namespace: str | None = None, annotations: dict | None = None) -> dict:
     """A Deployment labelled app/version, Bookinfo style."""
     labels = {"app": service, "version": version}
-    template_meta = {"labels": labels, **({"annotations": annotations} if annotations else {})}
+    template_meta = {"labels": dict(labels), **({"annotations": annotations} if annotations else {})}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(f"{service}-{version}", namespace, labels=labels),
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+            "metadata": meta(f"{service}-{version}", namespace, labels=dict(labels)),
+            "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)},
                      "template": {"metadata": template_meta, "spec": {"containers": containers, "volumes": volumes}}}}
 
 

@@ -312,3 +312,41 @@ def test_inside_follows_symlinks(tmp_path):
     with pytest.raises(MeshlabError):
         paths.inside(tmp_path / "lab", "out/x")
     assert paths.inside(tmp_path / "lab", "a/b") == (tmp_path / "lab" / "a" / "b").resolve()
+
+
+def with_selector(labels, expressions=None) -> dict:
+    doc = deployment()
+    doc["spec"]["selector"] = {"matchLabels": labels, **({"matchExpressions": expressions} if expressions else {})}
+    doc["spec"]["template"]["metadata"]["labels"] = dict(labels)
+    return doc
+
+
+@pytest.mark.parametrize("new, error", [
+    (with_selector({"app": "web"}), None),
+    (with_selector({"app": "web", "sidecar.istio.io/inject": "true"}),
+     'Deployment.apps "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string'
+     '{"app":"web", "sidecar.istio.io/inject":"true"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: '
+     'field is immutable'),
+    (with_selector({"app": "web2"}), "field is immutable"),
+])
+def test_a_deployment_selector_cannot_change_once_stored(new, error):
+    stored = deployment()
+    if error is None:
+        apivalidation.check_updates([new], "d.yaml", lambda doc: stored)
+        return
+    with pytest.raises(MeshlabError) as caught:
+        apivalidation.check_updates([new], "d.yaml", lambda doc: stored)
+    assert error in caught.value.message and caught.value.message.startswith("d.yaml: ")
+    assert "template" in caught.value.hint
+    apivalidation.check_updates([new], "d.yaml", lambda doc: None)  # a first create may choose any selector
+
+
+def test_a_stage_s_objects_share_nothing_and_dump_without_anchors():
+    for number in stages.deployable():
+        docs = stages.documents(number)
+        text = manifests.dump(docs)
+        assert "&id" not in text and "*id" not in text, number
+        for doc in docs:
+            if doc["kind"] == "Deployment":
+                doc["spec"]["template"]["metadata"]["labels"]["x"] = "y"  # what lab 05's learner does
+                assert "x" not in doc["spec"]["selector"]["matchLabels"] and "x" not in doc["metadata"]["labels"]

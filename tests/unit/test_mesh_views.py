@@ -46,6 +46,7 @@ class FakeLab:
 
     def apply(self, text, source="<cell>", wait=30):
         self.applied.append(text)
+        return [f"{line.split(':')[1].strip()}/x" for line in text.splitlines() if line.startswith("kind:")]
 
 
 def entry(pod, version, acked, connected=True, nacked="", acked_at=0.0):
@@ -95,6 +96,16 @@ def test_convergence_counts_only_the_proxies_whose_version_changed(monkeypatch):
     lab = FakeLab(FakeBackend([before, after]))
     result = mesh.convergence(lab, "kind: VirtualService")
     assert list(result.proxies) == ["a"] and result.unchanged == 1 and lab.applied == ["kind: VirtualService"]
+
+
+def test_convergence_of_an_mtls_change_returns_once_connections_opened_before_are_drained(monkeypatch):
+    monkeypatch.setattr(mesh, "_serving", lambda lab, changed: True)
+    drained = []
+    monkeypatch.setattr(mesh, "wait_drained", lambda lab, docs: drained.append([d["kind"] for d in docs]))
+    before = {"built_revision": 4, "proxies": [entry("a", "v1", "v1")]}
+    after = {"built_revision": 5, "proxies": [entry("a", "v2", "v2", acked_at=2e9)]}
+    mesh.convergence(FakeLab(FakeBackend([before, after])), "kind: PeerAuthentication")
+    assert drained == [["PeerAuthentication"]]  # so an outside client is refused when convergence returns
 
 
 def test_envoy_versions_reads_every_dynamic_resource():

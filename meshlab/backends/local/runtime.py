@@ -62,6 +62,7 @@ class Runtime(Faults, Views):
     async def apply(self, docs: list[dict], source: str) -> list[str]:
         """Check everything first (API-server rules, the local subset, Envoy and mesh config), then store all or nothing."""
         apivalidation.check(docs, source, namespaces=transaction.namespaces(self.objects))
+        apivalidation.check_updates(docs, source, lambda doc: self.objects.get(key_of(doc)))
         for doc in docs:
             kinds.check_supported(doc, source)
         docs = [stamped(doc, self.objects.get(key_of(doc))) for doc in docs]
