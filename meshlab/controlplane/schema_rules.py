@@ -66,6 +66,19 @@ def integer(low: int | None = None, high: int | None = None, wording: str = "") 
     return check
 
 
+INT32_MAX = 2**31 - 1
+
+
+def weight(value) -> str | None:
+    """A route weight (Istio's int32): relative, a destination gets weight/(sum of all weights); never negative."""
+    problem = integer()(value)
+    if problem:
+        return problem
+    if value < 0:
+        return f"weight {value} < 0"
+    return None if value <= INT32_MAX else f"weight {value} does not fit Istio's int32 (at most {INT32_MAX})"
+
+
 def percentage(value) -> str | None:
     """A percentage 0..100 (Istio's Percent.value)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -196,12 +209,35 @@ class MapOf:
     value: object
 
 
-class Problem(Exception):
-    """Where (field path) and what is wrong; `unsupported` when valid Istio outside the local subset."""
+class Key(str):
+    """A map key in a field path: data the user chose, not a field name."""
 
-    def __init__(self, path: str, message: str, unsupported: bool = False):
+
+def show(steps: tuple) -> str:
+    """A field path as the learner reads it: ("spec", "http", 0, "route") -> spec.http[0].route."""
+    out = ""
+    for step in steps:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out
+
+
+def shape(steps: tuple) -> str:
+    """A field path as Istio's reference writes it (list items [], map keys *): spec.http[].route[].weight."""
+    out = ""
+    for step in steps:
+        out += "[]" if isinstance(step, int) else (f".{'*' if isinstance(step, Key) else step}" if out else str(step))
+    return out
+
+
+class Problem(Exception):
+    """Where (field path) and what is wrong; `unsupported` when valid Istio outside the local subset.
+
+    A field missing from the local table comes with no message and its `steps`: schema.py tells whether
+    Istio has it (outside the subset) or not (unknown)."""
+
+    def __init__(self, path: str, message: str, unsupported: bool = False, steps: tuple = ()):
         super().__init__(message)
-        self.path, self.message, self.unsupported = path, message, unsupported
+        self.path, self.message, self.unsupported, self.steps = path, message, unsupported, steps
 
 
 def _join(path: str, key) -> str:
@@ -209,20 +245,21 @@ def _join(path: str, key) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
 
 
-def walk(value, schema, path: str) -> None:
-    """Check value against a schema node; raise Problem at the first field that is wrong or unsupported."""
+def walk(value, schema, steps: tuple) -> None:
+    """Check value against a schema node; raise Problem at the first field that is wrong or not in the table."""
+    path = show(steps)
     if isinstance(schema, Obj):
         if not isinstance(value, dict):
             raise Problem(path, f"must be a mapping, got {value!r}")
-        for key, sub in value.items():
+        for key in value:
             if key not in schema.fields:
-                raise Problem(_join(path, key), "", unsupported=True)
+                raise Problem(_join(path, key), "", unsupported=True, steps=steps + (key,))
         for key, message in schema.required.items():
             if value.get(key) in (None, "", [], {}):
                 raise Problem(path, message)
         for key, sub in value.items():
             if sub is not None:
-                walk(sub, schema.fields[key], _join(path, key))
+                walk(sub, schema.fields[key], steps + (key,))
         for rule in schema.rules:
             found = rule(value)
             if found:
@@ -234,7 +271,7 @@ def walk(value, schema, path: str) -> None:
         if not value and schema.empty:
             raise Problem(path, schema.empty)
         for index, item in enumerate(value):
-            walk(item, schema.item, _join(path, index))
+            walk(item, schema.item, steps + (index,))
     elif isinstance(schema, MapOf):
         if not isinstance(value, dict):
             raise Problem(path, f"must be a mapping, got {value!r}")
@@ -242,7 +279,7 @@ def walk(value, schema, path: str) -> None:
             problem = schema.key(key) if isinstance(key, str) else f"invalid key {key!r}"
             if problem:
                 raise Problem(_join(path, key), problem)
-            walk(sub, schema.value, _join(path, key))
+            walk(sub, schema.value, steps + (Key(key),))
     else:
         problem = schema(value)
         if problem:

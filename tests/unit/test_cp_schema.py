@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from meshlab.backends.base import MeshlabError
-from meshlab.controlplane import schema, schema_rules
+from meshlab.controlplane import istio_fields, schema, schema_rules
 
 
 def vs(**spec):
@@ -87,6 +87,16 @@ GOOD = [
 ]
 
 
+def split(*weights):
+    """An http route to reviews v1, v2, v3... with these weights (None: no weight written)."""
+    return [{"route": [{"destination": {"host": "reviews", "subset": f"v{i}"}, **({} if w is None else {"weight": w})}
+                       for i, w in enumerate(weights, 1)]}]
+
+
+GOOD += [vs(http=split(*weights)) for weights in (  # relative weights: a destination gets weight/(sum of all weights)
+    (90, 5), (300, 100), (1, 1, 1), (0, 10), (None, 10), (90, 10, 0), (0,), (250,), (2**31 - 1, 2**31 - 1))]
+
+
 @pytest.mark.parametrize("doc", GOOD, ids=lambda d: f"{d['kind']}-{GOOD.index(d)}")
 def test_good_objects_pass(doc):
     assert schema.check(doc, "shop.yaml") is None
@@ -113,7 +123,6 @@ BAD = [  # (doc, path, value, expected message after "shop.yaml: Kind/name: ")
     (FULL, f"{H}.mirror", {"host": "x"}, "field spec.http[0].mirror is not supported by the local backend"),
     (FULL, "spec.gateways", ["gw"], "field spec.gateways is not supported by the local backend"),
     (FULL, f"{H}.match.0.queryParams", {}, "field spec.http[0].match[0].queryParams is not supported by the local backend"),
-    (FULL, f"{H}.route.0.weight", 65, "spec.http[0].route: total destination weight 90 != 100"),
     (FULL, f"{H}.route.0.weight", -5, "spec.http[0].route[0].weight: weight -5 < 0"),
     (FULL, f"{H}.route.0.weight", "75", "spec.http[0].route[0].weight: must be an integer, got '75'"),
     (FULL, f"{H}.fault.delay.percentage.value", 101,
@@ -132,7 +141,7 @@ BAD = [  # (doc, path, value, expected message after "shop.yaml: Kind/name: ")
     (FULL, f"{H}.retries.retryOn", "5xx,sometimes", "spec.http[0].retries.retryOn: 'sometimes' is not a valid retryOn policy"),
     (FULL, f"{H}.match.0.uri", {"exact": "/a", "prefix": "/"}, "spec.http[0].match[0].uri: exactly one of exact, prefix, regex is required"),
     (FULL, f"{H}.match.0.uri", {}, "spec.http[0].match[0].uri: exactly one of exact, prefix, regex is required"),
-    (FULL, f"{H}.match.0.uri", {"suffix": "x"}, "field spec.http[0].match[0].uri.suffix is not supported by the local backend"),
+    (FULL, f"{H}.match.0.uri", {"suffix": "x"}, "unknown field spec.http[0].match[0].uri.suffix: Istio's VirtualService has"),
     (FULL, f"{H}.match.1.uri.regex", "([a-z]", "spec.http[0].match[1].uri.regex: '([a-z]': missing ), unterminated subpattern"),
     (FULL, f"{H}.match.1.uri.regex", "(?=a)b", "spec.http[0].match[1].uri.regex: '(?=a)b': lookarounds"),
     (FULL, f"{H}.match.0.headers", {"bad header": {"exact": "x"}}, "spec.http[0].match[0].headers.bad header: invalid header name 'bad header'"),
@@ -238,7 +247,8 @@ def test_bad_field_gets_one_line_error(doc, path, value, expected):
      "shop.yaml: PeerAuthentication/p: apiVersion security.istio.io/v1alpha3 is not served (use security.istio.io/v1)"),
     ({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {}},
      "shop.yaml: PeerAuthentication/None: metadata.name is required"),
-    ({**pa(), "data": {}}, "shop.yaml: PeerAuthentication/default: field data is not supported by the local backend"),
+    ({**pa(), "data": {}}, "shop.yaml: PeerAuthentication/default: unknown field data: Istio's PeerAuthentication has no "
+                           "such field"),
 ])
 def test_kind_version_and_top_level(doc, expected):
     with pytest.raises(MeshlabError) as caught:
@@ -263,3 +273,145 @@ def test_kinds_are_the_five_of_the_subset():
 @pytest.mark.parametrize("text,seconds", [("1s", 1), ("250ms", 0.25), ("1.5s", 1.5), ("1m30s", 90), ("2h", 7200), (".5s", 0.5)])
 def test_durations(text, seconds):
     assert schema_rules.seconds(text) == pytest.approx(seconds)
+
+
+# ---- weights: relative in Istio (weight/sum); refused only where Istio refuses ----
+
+@pytest.mark.parametrize("weights,expected", [
+    ((0, 0), "spec.http[0].route: total destination weight = 0"),
+    ((None, None), "spec.http[0].route: total destination weight = 0"),
+    ((0, None, 0), "spec.http[0].route: total destination weight = 0"),
+    ((110, -10), "spec.http[0].route[1].weight: weight -10 < 0"),
+    ((-1,), "spec.http[0].route[0].weight: weight -1 < 0"),
+    ((2**31, 1), "spec.http[0].route[0].weight: weight 2147483648 does not fit Istio's int32 (at most 2147483647)"),
+    ((90, "10"), "spec.http[0].route[1].weight: must be an integer, got '10'"),
+    ((90, 10.5), "spec.http[0].route[1].weight: must be an integer, got 10.5"),
+])
+def test_weights_istio_refuses(weights, expected):
+    with pytest.raises(MeshlabError) as caught:
+        schema.check(vs(http=split(*weights)), "shop.yaml")
+    assert caught.value.message == f"shop.yaml: VirtualService/reviews: {expected}"
+    assert caught.value.hint == schema.INVALID_HINT
+
+
+def test_relative_weights_reach_envoy_as_written():
+    """90/5 passes the schema, becomes weighted_clusters 90/5 with no total_weight (Envoy splits by the sum, as
+    Istio's sidecars do), and Envoy itself accepts the sidecar config."""
+    from meshlab.controlplane import envoy_check, model, snapshot
+
+    route = vs(http=split(90, 5))
+    schema.check(route, "shop.yaml")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "default"},
+               "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080, "targetPort": "http"}]}}
+    subsets = dr(subsets=[{"name": v, "labels": {"version": v}} for v in ("v1", "v2")])
+    pods = [{"name": f"reviews-{v}-0", "namespace": "default", "ip": f"127.20.1.{i}", "node": "node-1",
+             "labels": {"app": "reviews", "version": v}, "annotations": {}, "service_account": "shop-reviews",
+             "ready": True, "injected": True, "ports": {"http": 9080}} for i, v in ((11, "v1"), (12, "v2"))]
+    snaps = snapshot.build_all(model.from_watch({"revision": 1, "objects": [service, subsets, route], "pods": pods}))
+    sidecar = next(iter(snaps.values()))
+    hosts = sidecar.resources[snapshot.ROUTE_TYPE]["9080"]["virtual_hosts"]
+    action = next(h for h in hosts if h["name"].startswith("reviews."))["routes"][0]["route"]
+    assert action["weighted_clusters"] == {"clusters": [
+        {"name": "outbound|9080|v1|reviews.default.svc.cluster.local", "weight": 90},
+        {"name": "outbound|9080|v2|reviews.default.svc.cluster.local", "weight": 5}]}
+    assert envoy_check.validate(sidecar, "shop.yaml") is None
+
+
+# ---- fields: Istio's but not served locally (use kind) vs. not Istio's at all (a typo or a wrong indent) ----
+
+def unknown(kind, path, guess=""):
+    tail = f"; did you mean {guess}? check the indentation" if guess else ""
+    return f"unknown field {path}: Istio's {kind} has no such field{tail}"
+
+
+VS_ROUTE = "spec.http.0.route.0"
+UNKNOWN = [  # (doc, path, value, the whole message after "shop.yaml: Kind/name: ")
+    (pa(), "spec", {"mtls": None, "mode": "STRICT"}, unknown("PeerAuthentication", "spec.mode", "spec.mtls.mode")),
+    (pa(), "spec.mode", "STRICT", unknown("PeerAuthentication", "spec.mode", "spec.mtls.mode")),
+    (pa(), "spec.selector", {"app": "reviews"}, unknown("PeerAuthentication", "spec.selector.app")),
+    (pa(), "spec.mtls.mtls", {"mode": "STRICT"}, unknown("PeerAuthentication", "spec.mtls.mtls", "spec.mtls")),
+    (pa(), "spec.matchLabels", {"app": "reviews"},
+     unknown("PeerAuthentication", "spec.matchLabels", "spec.selector.matchLabels")),
+    (pa(), "mtls", {"mode": "STRICT"}, unknown("PeerAuthentication", "mtls", "spec.mtls")),
+    (FULL, f"{H}.weight", 50, unknown("VirtualService", "spec.http[0].weight", "spec.http[0].route[].weight")),
+    (FULL, f"{VS_ROUTE}.destination.weight", 50,
+     unknown("VirtualService", "spec.http[0].route[0].destination.weight", "spec.http[0].route[0].weight")),
+    (FULL, f"{VS_ROUTE}.subset", "v1",
+     unknown("VirtualService", "spec.http[0].route[0].subset", "spec.http[0].route[0].destination.subset")),
+    (FULL, f"{H}.match.0.route", [], unknown("VirtualService", "spec.http[0].match[0].route", "spec.http[0].route")),
+    (FULL, f"{H}.match.0.end-user", {"exact": "jason"}, unknown("VirtualService", "spec.http[0].match[0].end-user")),
+    (FULL, f"{H}.match.0.headers.end-user", {"exact": "jason", "suffix": "n"},
+     unknown("VirtualService", "spec.http[0].match[0].headers.end-user.suffix")),
+    (FULL, f"{H}.retry", {"attempts": 1}, unknown("VirtualService", "spec.http[0].retry")),
+    (FULL, "hosts", ["reviews"], unknown("VirtualService", "hosts", "spec.hosts")),
+    (dr(), "spec.trafficPolicy", {"consecutive5xxErrors": 1}, unknown(
+        "DestinationRule", "spec.trafficPolicy.consecutive5xxErrors", "spec.trafficPolicy.outlierDetection.consecutive5xxErrors")),
+    (dr(), "spec.trafficPolicy", {"mode": "ISTIO_MUTUAL"},
+     unknown("DestinationRule", "spec.trafficPolicy.mode", "spec.trafficPolicy.tls.mode")),
+    (dr(), "spec.trafficPolicy", {"connectionPool": {"idleTimeout": "1s"}}, unknown(
+        "DestinationRule", "spec.trafficPolicy.connectionPool.idleTimeout",
+        "spec.trafficPolicy.connectionPool.http.idleTimeout or spec.trafficPolicy.connectionPool.tcp.idleTimeout")),
+    (dr(), "spec.trafficPolicy", {"host": "reviews"}, unknown("DestinationRule", "spec.trafficPolicy.host", "spec.host")),
+    (dr(), "spec.subsets.0.version", "v1", unknown("DestinationRule", "spec.subsets[0].version")),
+    (ap(), "spec.rules", [{"from": [{"principals": ["x"]}]}],
+     unknown("AuthorizationPolicy", "spec.rules[0].from[0].principals", "spec.rules[0].from[0].source.principals")),
+    (ap(), "spec.rules", [{"source": {"principals": ["x"]}}],
+     unknown("AuthorizationPolicy", "spec.rules[0].source", "spec.rules[0].from[].source")),
+    (ap(), "spec.rules", [{"to": [{"operation": {"method": ["GET"]}}]}],
+     unknown("AuthorizationPolicy", "spec.rules[0].to[0].operation.method")),
+    (se(), "spec.ports.0.port", 80, unknown("ServiceEntry", "spec.ports[0].port")),
+    (se(), "spec.endpoints.0.ip", "127.0.0.9", unknown("ServiceEntry", "spec.endpoints[0].ip")),
+]
+ISTIO_NOT_LOCAL = [  # fields Istio has, which the local backend does not serve: the kind hint stays
+    (FULL, f"{H}.mirror", {"host": "x"}, "spec.http[0].mirror"),
+    (FULL, f"{H}.corsPolicy", {"allowMethods": ["GET"]}, "spec.http[0].corsPolicy"),
+    (FULL, f"{VS_ROUTE}.headers", {"request": {"set": {"a": "b"}}}, "spec.http[0].route[0].headers"),
+    (FULL, f"{H}.match.0.withoutHeaders", {}, "spec.http[0].match[0].withoutHeaders"),
+    (FULL, "spec.tcp", [], "spec.tcp"),
+    (dr(), "spec.trafficPolicy", {"portLevelSettings": []}, "spec.trafficPolicy.portLevelSettings"),
+    (dr(), "spec.subsets.0.trafficPolicy", {"connectionPool": {"tcp": {"connectTimeout": "1s"}}},
+     "spec.subsets[0].trafficPolicy.connectionPool.tcp.connectTimeout"),
+    (pa(), "spec.portLevelMtls", {"9080": {"mode": "DISABLE"}}, "spec.portLevelMtls"),
+    (ap(), "spec.targetRefs", [{"kind": "Service", "name": "ratings"}], "spec.targetRefs"),
+    (ap(), "spec.rules", [{"from": [{"source": {"requestPrincipals": ["*"]}}]}],
+     "spec.rules[0].from[0].source.requestPrincipals"),
+    (se(), "spec.addresses", ["10.0.0.1"], "spec.addresses"),
+]
+
+
+@pytest.mark.parametrize("doc,path,value,expected", UNKNOWN, ids=[f"{u[1]}={u[2]!r}"[:60] for u in UNKNOWN])
+def test_a_field_istio_does_not_have_is_unknown(doc, path, value, expected):
+    with pytest.raises(MeshlabError) as caught:
+        schema.check(set_path(doc, path, value), "shop.yaml")
+    assert caught.value.message == f"shop.yaml: {doc['kind']}/{doc['metadata']['name']}: {expected}"
+    assert caught.value.hint == istio_fields.UNKNOWN_HINT and "--backend kind" not in str(caught.value)
+
+
+@pytest.mark.parametrize("doc,path,value,field", ISTIO_NOT_LOCAL, ids=[u[1] for u in ISTIO_NOT_LOCAL])
+def test_a_field_istio_has_outside_the_subset_points_to_kind(doc, path, value, field):
+    with pytest.raises(MeshlabError) as caught:
+        schema.check(set_path(doc, path, value), "shop.yaml")
+    assert caught.value.message == (f"shop.yaml: {doc['kind']}/{doc['metadata']['name']}: field {field} is not "
+                                    "supported by the local backend")
+    assert caught.value.hint == schema.UNSUPPORTED_HINT
+
+
+def local_shapes(node, prefix: str) -> set[str]:
+    """Every field of the local subset's table, as istio_fields.field_shapes writes Istio's."""
+    if isinstance(node, schema_rules.Seq):
+        return local_shapes(node.item, prefix[:-1] + "[].") if prefix else set()
+    if isinstance(node, schema_rules.MapOf):
+        return local_shapes(node.value, prefix + "*.")
+    if not isinstance(node, schema_rules.Obj):
+        return set()
+    out = set()
+    for key, sub in node.fields.items():
+        out.add(prefix + key)
+        out |= local_shapes(sub, prefix + key + ".")
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(schema.SPECS))
+def test_every_local_field_is_an_istio_field(kind):
+    assert local_shapes(schema.SPECS[kind], "spec.") <= istio_fields.ISTIO_SHAPES[kind]
+    assert istio_fields.ISTIO_SHAPES[kind] >= {"spec", "metadata", "status"}
