@@ -120,15 +120,16 @@ def is_istio(doc: dict) -> bool:
     return str(doc.get("apiVersion", "")).split("/")[0].endswith("istio.io")
 
 
-def validate(docs: list[dict], source: str = "<yaml>") -> None:
-    """Check each built-in object against the Kubernetes schema (strict, offline), Istio objects against the subset."""
+def validate(docs: list[dict], source: str = "<yaml>", istio_subset: bool = True) -> None:
+    """Check each built-in object against the Kubernetes schema (strict, offline), Istio objects against Istio's
+    rules and (istio_subset, the local backend) the subset the local control plane serves."""
     import kubernetes_validate
 
     for doc in docs:
         if is_istio(doc):
             from .controlplane import schema
 
-            schema.check(doc, source)  # the Istio subset, the same on every backend
+            schema.check(doc, source, subset=istio_subset)
             continue
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from meshlab.backends.base import MeshlabError
+from meshlab import manifests
 from meshlab.controlplane import istio_fields, schema, schema_rules
 
 
@@ -396,6 +397,22 @@ def test_a_field_istio_has_outside_the_subset_points_to_kind(doc, path, value, f
     assert caught.value.hint == schema.UNSUPPORTED_HINT
 
 
+@pytest.mark.parametrize("doc,path,value,field", ISTIO_NOT_LOCAL, ids=[u[1] for u in ISTIO_NOT_LOCAL])
+def test_on_a_cluster_with_istio_what_istio_has_is_left_to_its_webhook(doc, path, value, field):
+    schema.check(set_path(doc, path, value), "shop.yaml", subset=False)  # kind/kube: the full Istio API
+    manifests.validate([set_path(doc, path, value)], "shop.yaml", istio_subset=False)
+
+
+def test_on_a_cluster_with_istio_other_istio_kinds_pass_and_unknown_fields_are_still_refused():
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+               "spec": {"selector": {"istio": "ingressgateway"}, "servers": []}}
+    schema.check(gateway, "gw.yaml", subset=False)
+    with pytest.raises(MeshlabError, match="not supported by the local backend"):
+        schema.check(gateway, "gw.yaml")
+    with pytest.raises(MeshlabError, match="unknown field spec.mode"):
+        schema.check(set_path(pa(), "spec.mode", "STRICT"), "pa.yaml", subset=False)
+
+
 def local_shapes(node, prefix: str) -> set[str]:
     """Every field of the local subset's table, as istio_fields.field_shapes writes Istio's."""
     if isinstance(node, schema_rules.Seq):
@@ -415,3 +432,24 @@ def local_shapes(node, prefix: str) -> set[str]:
 def test_every_local_field_is_an_istio_field(kind):
     assert local_shapes(schema.SPECS[kind], "spec.") <= istio_fields.ISTIO_SHAPES[kind]
     assert istio_fields.ISTIO_SHAPES[kind] >= {"spec", "metadata", "status"}
+
+
+@pytest.mark.parametrize("capabilities, subset", [({"mesh", "convergence"}, True), ({"mesh", "istio"}, False)])
+def test_a_lab_keeps_istio_objects_to_the_subset_only_where_meshlabs_control_plane_serves_them(
+        monkeypatch, capabilities, subset):
+    import meshlab
+
+    seen = []
+    monkeypatch.setattr(manifests, "validate", lambda docs, source, istio_subset=True: seen.append(istio_subset))
+
+    class Backend:
+        def capabilities(self):
+            return capabilities
+
+        def apply(self, docs, source):
+            return []
+
+    lab = meshlab.Lab("schema-subset")
+    lab.backend = Backend()
+    lab._apply_docs([pa()], "pa.yaml")
+    assert seen == [subset]
