@@ -4,7 +4,9 @@ what losing a whole cluster costs, and make reviews fail over to cluster-2 when 
 As in labs 01-05, each check is a probe (talks to the lab: real traffic and its traces, the lab's pods, kills
 and restores) and a pure `judge_*` function that the unit tests feed with fakes. Nothing here trusts timing
 to the millisecond: the failover check counts failed requests under load against a bound and reports the
-switch time it measured; the outage check compares a prediction with categories of measured figures.
+switch time it measured; the outage check compares a prediction with categories of measured figures, and tells
+a wrong prediction only which half of it (the share that failed, or the services still answering) is wrong for
+which cluster: the measured figures show once the prediction is right.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SETTLE_S = 1.5  # how long it keeps the load up after the switch, to count late 
 BACK_TIMEOUT_S = 30.0  # how long it waits for reviews to come home after restore()
 HEALTHY_TIMEOUT_S = 60.0  # wait_healthy's default
 RECOVER_S = 30.0  # how long a check waits for a lab it finds unhealthy
+BEFORE_N = 100  # requests of the failover check's sample before anything is killed
 DEFAULT_5XX = 5  # Istio's outlierDetection.consecutive5xxErrors when unset
 DEFAULT_INTERVAL_S = 10.0  # Istio's outlierDetection.interval when unset
 MAX_INTERVAL_S = 10.0  # a longer sweep leaves a recovered pod out that much longer after its ejection
@@ -318,7 +321,8 @@ def _names(services: Iterable[str]) -> str:
 
 def judge_outage(prediction: Any, answers: Any, outage: Any) -> CheckResult:
     """`outage`: {'healthy', 'cluster-2', 'cluster-1'}: traffic results measured with the lab healthy, with cluster-2
-    down, with cluster-1 down."""
+    down, with cluster-1 down. A wrong prediction is told which half is wrong for which cluster, not what was
+    measured (that would hand over the answer); a right one sees its figures, then the quiz decides."""
     predicted, problem = read_prediction(prediction)
     if problem:
         return CheckResult(False, OUTAGE_EXPECTED, problem)
@@ -340,8 +344,8 @@ def judge_outage(prediction: Any, answers: Any, outage: Any) -> CheckResult:
             return CheckResult(False, OUTAGE_EXPECTED, f"outage[{cluster!r}]: pods of {cluster} answered requests: "
                                f"was {cluster} down while you measured? (lab.kill(cluster={cluster!r}))")
     before = answering(healthy)
-    lines, wrong = [f"healthy: {healthy.requests - healthy.failed}/{healthy.requests} ok; answering: "
-                    f"{_names(before)}"], []
+    ok = f"healthy: {healthy.requests - healthy.failed}/{healthy.requests} ok"
+    lines, verdicts, wrong = [f"{ok}; answering: {_names(before)}"], [ok], []
     for cluster in reversed(CLUSTERS):
         run = outage[cluster]
         measured, still = category(run), answering(run) & before
@@ -349,15 +353,19 @@ def judge_outage(prediction: Any, answers: Any, outage: Any) -> CheckResult:
         names &= before  # a service no request reached even when healthy cannot be lost
         lines.append(f"{cluster} down: {run.failed} of {run.requests} failed = {measured} (you said {guess}); "
                      f"answering: {_names(still)} (you said {_names(names)})")
+        halves = []  # what a wrong prediction is told: which half, never the measured value
         if guess != measured:
             wrong.append(f"{cluster}: failed")
+            halves.append(f"'failed' is not the share you measured (you said {guess})")
         if names != still:
             wrong.append(f"{cluster}: answering")
-    text = "\n".join(lines)
-    if wrong:
-        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe prediction differs from the measurement: "
-                           f"{', '.join(wrong)}. Look at where each service runs, and at how a request comes in")
-    return quiz_after(OUTAGE_EXPECTED, text, "prediction", answers, QUIZ)
+            halves.append(f"'answering' is not the set of services that answered (you said {_names(names)})")
+        verdicts.append(f"{cluster} down: " + ("; ".join(halves) or "your prediction matches the measurement"))
+    if wrong:  # the measured figures stay hidden until the prediction is right: predict, then compare
+        return CheckResult(False, OUTAGE_EXPECTED, "\n".join(verdicts) + "\nthe prediction differs from the "
+                           f"measurement: {', '.join(wrong)}. Look at where each service runs, and at how a request "
+                           "comes in; the measured figures show here once the prediction is right")
+    return quiz_after(OUTAGE_EXPECTED, "\n".join(lines), "prediction", answers, QUIZ)
 
 
 @exercise(LAB, "cluster-outage", hints=[
@@ -481,18 +489,43 @@ def judge_outlier(rules: Iterable[Mapping] | None, local: int) -> CheckResult | 
     return None
 
 
-def judge_local(before, rules: Iterable[Mapping] | None = None) -> CheckResult | None:
-    """None when every reviews call of `before` was answered in cluster-1 with no failure, else why not."""
+def lone_timeout(result) -> bool:
+    """Whether a sample's only fault is one request that timed out, and every reviews call it traced stayed in
+    cluster-1: a one-off (seen right after an earlier run of this check had killed and restored pods) that says
+    nothing about the answer. The failover check sends such a 'before' sample again, once."""
+    errors = getattr(result, "errors", None) or []
+    return (getattr(result, "failed", 0) == 1 and bool(errors) and all(str(e).startswith("timeout") for e in errors)
+            and not cluster_counts(result).get(OTHER))
+
+
+def sample_before(lab) -> tuple[Any, Any]:
+    """(the sample the failover check judges before it kills anything, the sample it replaced or None): BEFORE_N
+    requests, sent once more when the first sample's only fault is a lone timeout. The sample judged must still
+    have no failed request and every call to reviews answered in cluster-1."""
+    first = lab.traffic(n=BEFORE_N, concurrency=4, progress=False)
+    if not lone_timeout(first):
+        return first, None
+    return lab.traffic(n=BEFORE_N, concurrency=4, progress=False), first
+
+
+def judge_local(before, rules: Iterable[Mapping] | None = None, replaced=None) -> CheckResult | None:
+    """None when every reviews call of `before` was answered in cluster-1 with no failure, else why not.
+    `replaced`: an earlier sample with a lone timeout that `before` was sent to replace (for the message)."""
     if before is None or not getattr(before, "requests", 0):
         return CheckResult(False, FAILOVER_EXPECTED, "no traffic could be sent through the edge")
-    if before.failed:
-        return CheckResult(False, FAILOVER_EXPECTED, f"{before.failed} of {before.requests} requests failed before "
-                           f"anything was killed{_first_error(before)}: is the lab healthy? (lab.restore())")
     counts = cluster_counts(before)
-    if counts.get(OTHER) or not counts.get(HOME):
-        why = describe_rules(rules) if rules is not None else ""
+    if counts.get(OTHER) or (not counts.get(HOME) and not before.failed):
+        why = describe_rules(rules) if rules is not None else ""  # not local: that is the answer's fault, first
         return CheckResult(False, FAILOVER_EXPECTED, f"before anything failed, reviews answered from {_split(counts)}: "
                            "calls do not stay in cluster-1" + (f"; {why}" if why else ""))
+    if before.failed:
+        again = (f", and {replaced.failed} of {replaced.requests} timed out in the sample before it, so it is not a "
+                 "one-off" if replaced is not None else "")
+        return CheckResult(False, FAILOVER_EXPECTED, f"{before.failed} of {before.requests} requests failed before "
+                           f"anything was killed{_first_error(before)}{again}. With nothing killed no request should "
+                           "fail: see which call fails in lab.traffic(n=100).errors. A DestinationRule for reviews "
+                           "needs no more than loadBalancer and outlierDetection; and if a pod is still down from an "
+                           "earlier kill: lab.restore(), then wait_healthy(lab)")
     return None
 
 
@@ -585,9 +618,9 @@ def locality_failover(lab) -> CheckResult:
     if problems:
         return CheckResult(False, FAILOVER_EXPECTED, f"the lab is not healthy: {'; '.join(problems[:4])}. Run "
                            "lab.restore() and wait_healthy(lab)")
-    before = lab.traffic(n=100, concurrency=4, progress=False)
+    before, replaced = sample_before(lab)  # a lone timeout left over from an earlier run is sent again, once
     rules = stored_rules(lab)
-    not_local = judge_local(before, rules)
+    not_local = judge_local(before, rules, replaced)
     if not_local is not None:
         return not_local  # not local to begin with: nothing to kill
     local = sum(1 for p in lab.pods() if p.service == "reviews" and getattr(p, "cluster", "") == HOME)

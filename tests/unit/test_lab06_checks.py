@@ -75,10 +75,13 @@ def result(requests=100, failed=0, paths=(), errors=None):
                          statuses=Counter({200: requests - failed, 502: failed}))
 
 
-def reviews_from(counts: dict, failed=0, requests=None):
+def reviews_from(counts: dict, failed=0, requests=None, errors=None):
     """Traffic whose reviews calls were answered by these clusters ({cluster: count})."""
     paths = [path(FRONTEND, app("reviews", c, "node-1"), count=n) for c, n in counts.items() if n]
-    return result(requests or sum(counts.values()) + failed, failed, paths)
+    return result(requests or sum(counts.values()) + failed, failed, paths, errors)
+
+
+TIMEOUT = "timeout after 5s"  # what lab.traffic records for a request with no answer in time
 
 
 # ---- the learner's functions for exercise 1, right and wrong ----------------------------------------------
@@ -238,13 +241,15 @@ class FakeFleet:
     local: a locality rule is in effect (else reviews splits evenly: 3 pods in each cluster); switch: when
     cluster-1's copy is dead, cluster-2 answers (else nothing does: a `distribute` that keeps region-1);
     failures: requests that fail between the kill and the switch; back: after restore(), reviews comes home;
-    rules: the DestinationRules stored; outage: the cluster killed whole, if any."""
+    rules: the DestinationRules stored; outage: the cluster killed whole, if any; timeouts: {n: k}, k requests of
+    the n-th lab.traffic call time out (a one-off, as seen right after an earlier run of the failover check)."""
 
     url = "http://edge"
 
-    def __init__(self, local=False, switch=True, failures=2, back=True, rules=()):
+    def __init__(self, local=False, switch=True, failures=2, back=True, rules=(), timeouts=None):
         self.local, self.switch, self.failures, self.back = local, switch, failures, back
         self.rules = list(rules)
+        self.timeouts = dict(timeouts or {})
         self.dead: set[str] = set()
         self.outage = ""
         self.sent: list[int] = []
@@ -273,6 +278,13 @@ class FakeFleet:
 
     def traffic(self, n=100, concurrency=4, **options):
         self.sent.append(n)
+        stuck = self.timeouts.get(len(self.sent), 0)
+        if not stuck:
+            return self._answers(n)
+        sent = self._answers(n - stuck)
+        return result(n, sent.failed + stuck, sent.paths, sent.errors + [TIMEOUT])
+
+    def _answers(self, n):
         if self.local:
             counts = Counter()
             failed = 0
@@ -400,6 +412,42 @@ def test_failover_check_restores_even_when_it_fails(fake_load):
     assert not fleet.dead
 
 
+def test_a_lone_timeout_before_the_kill_is_sent_again_once(fake_load):
+    fleet = FakeFleet(local=True, rules=[GOOD_RULE], timeouts={2: 1})  # 1: wait_healthy's probe; 2: the sample
+    result_ = failover_check(fleet, fake_load)
+    assert result_.ok, result_
+    assert fleet.sent[:3] == [20, lab06.BEFORE_N, lab06.BEFORE_N]  # the spoiled sample, and one more
+    assert "back in cluster-1" in result_.received
+
+
+def test_a_timeout_in_both_samples_fails_without_blaming_a_one_off(fake_load):
+    fleet = FakeFleet(local=True, rules=[GOOD_RULE], timeouts={2: 1, 3: 1})
+    result_ = failover_check(fleet, fake_load)
+    assert not result_.ok
+    assert ("1 of 100 requests failed before anything was killed (timeout after 5s), and 1 of 100 timed out in the "
+            "sample before it, so it is not a one-off") in result_.received
+    assert "lab.traffic(n=100).errors" in result_.received
+    assert fleet.sent[:3] == [20, 100, 100] and len(fleet.sent) == 3 and not fleet.dead  # nothing killed
+
+
+@pytest.mark.parametrize("fleet, why", [
+    (FakeFleet(local=True, rules=[GOOD_RULE], timeouts={2: 2}), "2 of 100 requests failed before anything"),
+    (FakeFleet(rules=[], timeouts={2: 1}), "calls do not stay in cluster-1; there is no DestinationRule"),
+])
+def test_more_than_a_lone_timeout_is_judged_at_once(fleet, why, fake_load):
+    result_ = failover_check(fleet, fake_load)
+    assert not result_.ok and why in result_.received, result_
+    assert fleet.sent == [20, 100] and not fleet.dead  # no second sample, nothing killed
+
+
+def test_only_a_lone_timeout_in_a_local_sample_is_sent_again():
+    assert lab06.lone_timeout(reviews_from({C1: 99}, failed=1, errors=[TIMEOUT]))
+    assert not lab06.lone_timeout(reviews_from({C1: 99}, failed=1))  # a 502: an answer, say why at once
+    assert not lab06.lone_timeout(reviews_from({C1: 98}, failed=2, errors=[TIMEOUT]))
+    assert not lab06.lone_timeout(reviews_from({C1: 50, C2: 49}, failed=1, errors=[TIMEOUT]))  # not local anyway
+    assert not lab06.lone_timeout(reviews_from({C1: 100}))
+
+
 def test_failover_judge():
     home = reviews_from({C1: 100})
     away = reviews_from({C2: 50})
@@ -438,6 +486,41 @@ def test_outage_right_answer_passes():
     result_ = check("cluster-outage", FakeFleet(), RIGHT, QUIZ, measured())
     assert result_.ok, result_
     assert "cluster-2 down: 2 of 200 failed = none" in result_.received and "3/3 right" in result_.received
+
+
+MEASURED = ["2 of 200 failed", "200 of 200 failed", "= none", "= all", "answering:"]  # the figures of measured()
+
+
+@pytest.mark.parametrize("prediction, told", [
+    ({**RIGHT, C1: {"failed": "some", "answering": ["reviews", "ratings", "payments"]}},
+     ["cluster-2 down: your prediction matches the measurement",
+      "cluster-1 down: 'failed' is not the share you measured (you said some); 'answering' is not the set of "
+      "services that answered (you said reviews, ratings, payments)"]),
+    ({**RIGHT, C1: {"failed": "none", "answering": []}},
+     ["cluster-1 down: 'failed' is not the share you measured (you said none)\n"]),  # answering is right: not named
+    ({**RIGHT, C2: {"failed": "none", "answering": ["frontend", "catalog", "payments"]}},
+     ["cluster-2 down: 'answering' is not the set of services that answered (you said frontend, catalog, payments)",
+      "cluster-1 down: your prediction matches"]),
+    ({C2: {"failed": "all", "answering": []}, C1: {"failed": "none", "answering": EVERYONE}},  # the two swapped
+     ["cluster-2 down: 'failed' is not the share you measured (you said all); 'answering' is not the set of services "
+      "that answered (you said none)", "cluster-1 down: 'failed' is not the share you measured (you said none); "
+      "'answering' is not the set of services that answered (you said frontend, catalog, reviews, ratings, payments)"]),
+])
+def test_a_wrong_prediction_is_told_which_half_not_the_measured_answer(prediction, told):
+    result_ = check("cluster-outage", FakeFleet(), prediction, QUIZ, measured())
+    assert not result_.ok
+    for text in told:
+        assert text in result_.received, result_
+    for figure in MEASURED:
+        assert figure not in result_.received, (figure, result_.received)
+    assert "the measured figures show here once the prediction is right" in result_.received
+
+
+def test_a_right_prediction_sees_the_measured_figures_even_with_the_quiz_wrong():
+    result_ = lab06.judge_outage(RIGHT, {**QUIZ, "q3": "c"}, measured())
+    assert not result_.ok and "the prediction is right; the quiz" in result_.received
+    assert "cluster-1 down: 200 of 200 failed = all (you said all); answering: none (you said none)" in result_.received
+    assert "healthy: 200/200 ok; answering: frontend, catalog, reviews, ratings, payments" in result_.received
 
 
 def test_outage_accepts_shares_as_numbers_and_ignores_services_never_reached():
