@@ -10,10 +10,13 @@ Traffic splits are judged with an exact binomial test (`checks.stats.split_match
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections import Counter
 from typing import Any, Iterable, Mapping
 
+from ..controlplane.names import ROOT_NAMESPACE
 from ..stages import shop
 from .base import CheckResult, exercise
 from .quiz import after as quiz_after
@@ -27,6 +30,7 @@ EDGE_REQUESTS = 100
 NAMESPACE = "default"
 TRUST_DOMAIN = "cluster.local"
 REFUSED = (0, 503)  # what a client without a certificate gets from a STRICT sidecar: no answer, or 503
+CORE = "frontend"  # the shop's core service: every customer request passes it
 
 
 def services() -> list[str]:
@@ -63,6 +67,12 @@ def app_pods(pods) -> list:
     known = set(services())
     return [p for p in pods or [] if (getattr(p, "labels", None) or {}).get("app") in known
             and getattr(p, "phase", "Running") != "Terminating"]
+
+
+def shop_namespace(pods) -> str:
+    """Where the shop's pods run (default when there are none)."""
+    found = sorted({str(getattr(p, "namespace", "") or "") for p in pods or []} - {""})
+    return found[0] if len(found) == 1 else NAMESPACE
 
 
 def wait_synced(lab, seconds: float | None = None):
@@ -104,13 +114,13 @@ def chain(hops: list[dict]) -> list[tuple[dict, bool, str]]:
     return out
 
 
-def mesh_states(result) -> tuple[Counter, int, set[tuple[str, str]]]:
+def mesh_states(result) -> tuple[Counter, int, set[tuple[str, str, bool]]]:
     """(service -> requests' paths that passed it outside the mesh, paths with every app in the mesh,
-    (caller, callee) pairs seen with the caller in the mesh and the callee outside it) in a traffic
-    result's traces."""
+    (caller, callee, caller in the mesh?) for each call seen with one side in the mesh and the other not yet)
+    in a traffic result's traces."""
     outside: Counter = Counter()
     every = 0
-    early: set[tuple[str, str]] = set()
+    mixed: set[tuple[str, str, bool]] = set()
     for path in getattr(result, "paths", None) or []:
         apps = chain(path.get("hops") or [])
         if not apps:
@@ -121,9 +131,9 @@ def mesh_states(result) -> tuple[Counter, int, set[tuple[str, str]]]:
                 outside[hop.get("service", "?")] += count
         every += count if all(m for _, m, _ in apps) else 0
         for (caller, c_in, _), (callee, e_in, _) in zip(apps, apps[1:]):
-            if c_in and not e_in:
-                early.add((caller.get("service", "?"), callee.get("service", "?")))
-    return outside, every, early
+            if c_in != e_in:
+                mixed.add((caller.get("service", "?"), callee.get("service", "?"), c_in))
+    return outside, every, mixed
 
 
 def plaintext_calls(result) -> set[str]:
@@ -137,11 +147,62 @@ def plaintext_calls(result) -> set[str]:
     return found
 
 
+# ---- what the learner stored ----------------------------------------------------------------------------
+
+def stored(lab, kind: str) -> list[dict] | None:
+    """The objects of one kind the lab stores, as applied (None when the backend cannot list them)."""
+    try:
+        return [dict(d) for d in lab.backend.objects(kind) if isinstance(d, Mapping)]
+    except Exception:
+        return None
+
+
+def _name(doc: Mapping) -> str:
+    return str((doc.get("metadata") or {}).get("name") or "?")
+
+
+def _namespace(doc: Mapping, default: str = NAMESPACE) -> str:
+    """Where an object lives (no namespace: where the lab runs the shop)."""
+    return str((doc.get("metadata") or {}).get("namespace") or default)
+
+
+def _match_labels(doc: Mapping) -> dict:
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    selector = spec.get("selector") if isinstance(spec.get("selector"), Mapping) else {}
+    labels = selector.get("matchLabels")
+    return dict(labels) if isinstance(labels, Mapping) else {}
+
+
+def selects(doc: Mapping, service: str, namespace: str = NAMESPACE) -> bool:
+    """Does a PeerAuthentication or AuthorizationPolicy apply to pods of `service` (in `namespace`), as Istio
+    scopes it: a policy of the pods' namespace, with no selector or one that matches a Deployment's labels
+    (app, version); from the root namespace (mesh-system), every namespace's: an AuthorizationPolicy always, a
+    PeerAuthentication only with no selector."""
+    where, labels = _namespace(doc, namespace), _match_labels(doc)
+    mesh_wide = where == ROOT_NAMESPACE and (doc.get("kind") == "AuthorizationPolicy" or not labels)
+    if where != namespace and not mesh_wide:
+        return False
+    pods = [{"app": name, "version": version} for name, version, _, _ in shop.SHOP if name == service]
+    return any(all(str(pod.get(k)) == str(v) for k, v in labels.items()) for pod in pods)
+
+
+def _described(doc: Mapping, what: str = "", namespace: str = NAMESPACE) -> str:
+    """'default in namespace meshlab-system (STRICT, no selector)', 'frontend in namespace default (PERMISSIVE,
+    app: frontend)'."""
+    labels = ", ".join(f"{k}: {v}" for k, v in _match_labels(doc).items()) or "no selector"
+    return f"{_name(doc)} in namespace {_namespace(doc, namespace)} ({', '.join(x for x in (what, labels) if x)})"
+
+
 # ---- exercise 1: brownfield, one service at a time, under load ----------------------------------------
 
-MIGRATION_EXPECTED = ("every service moved into the mesh one at a time, leaves first (each service after the "
-                      "services it calls), under load with no failed request; every app pod then runs an "
-                      f"{SIDECAR} sidecar that the control plane keeps SYNCED")
+MIGRATION_EXPECTED = (f"every service moved into the mesh one at a time, the non-core ones first and {CORE} (the "
+                      "core: every customer request passes it) last, under load with no failed request; every app "
+                      f"pod then runs an {SIDECAR} sidecar that the control plane keeps SYNCED")
+
+
+def _words(text: str) -> list[str]:
+    """The names in one string: 'ratings, reviews catalog' -> ['ratings', 'reviews', 'catalog']."""
+    return re.findall(r"[A-Za-z0-9_.-]+", text)
 
 
 def read_order(order: Any) -> tuple[list[str], list[str]]:
@@ -155,8 +216,26 @@ def read_order(order: Any) -> tuple[list[str], list[str]]:
     return names, unknown
 
 
+def not_a_list(order: Any) -> str | None:
+    """Why `order` is not a list of names (one string holding several, or an item that does), or None."""
+    if isinstance(order, str) and len(_words(order)) > 1:
+        return (f"order must be a list of names, one string per service, not one string: order = "
+                f"{[w.lower() for w in _words(order)]!r}, not order = {order!r}")
+    if isinstance(order, (list, tuple)):
+        joined = [item for item in order if isinstance(item, str) and len(_words(item)) > 1]
+        if joined:
+            flat = [w.lower() for item in order for w in (_words(item) if isinstance(item, str) else [str(item)])]
+            return (f"each service is its own item of the list: order = {flat!r}, not one string holding several "
+                    f"names ({', '.join(repr(j) for j in joined)})")
+    return None
+
+
 def order_problem(order: Any) -> str | None:
-    """Why an order is not one service at a time, leaves first (None when it is)."""
+    """Why an order is not one service at a time with the core service, frontend, last (None when it is).
+    Which of catalog, reviews and ratings goes first is free: a sidecar never needs its peers in the mesh."""
+    shape = not_a_list(order)
+    if shape:
+        return shape
     names, unknown = read_order(order)
     if unknown:
         return f"these name no service of the shop: {', '.join(unknown)} (the shop: {', '.join(services())})"
@@ -167,17 +246,34 @@ def order_problem(order: Any) -> str | None:
     if repeated or missing:
         return (f"order = {names}: name each service once" + (f"; twice: {', '.join(repeated)}" if repeated else "")
                 + (f"; missing: {', '.join(missing)}" if missing else ""))
-    for i, service in enumerate(names):
-        later = [c for c in sorted(callees()[service]) if c in names[i + 1:]]
-        if later:
-            return (f"order = {names}: {service} moves before {', '.join(later)}, which it calls. Move the leaves "
-                    "first (渐进式采纳, 从非核心系统开始): a service joins after everything it depends on, so the "
-                    "core path, frontend, goes last")
+    if names[-1] != CORE:
+        later = names[names.index(CORE) + 1:]
+        others = [s for s in services() if s != CORE]
+        return (f"order = {names}: {CORE} moves before {', '.join(later)}. {CORE} is the shop's core service: every "
+                "customer request passes it, so a mistake while it moves (a pod that does not start, a sidecar "
+                "without config) fails every request, while one in " + ", ".join(others[:-1]) + f" or {others[-1]} "
+                f"costs only the calls that reach that service. Start with what is not core (渐进式采纳, "
+                f"从非核心系统开始改造) and move {CORE} last, once the others work in the mesh. It is a matter of "
+                "risk, not of a dependency: a sidecar never needs its peers in the mesh (PERMISSIVE takes mTLS and "
+                "plaintext alike), so the others may go in any order")
     return None
 
 
+def against_order(mixed: Iterable[tuple[str, str, bool]], names: list[str]) -> list[str]:
+    """Calls of the traces that contradict `order`: a service in the mesh next to one that `order` moves first but
+    that was not in it yet."""
+    rank = {name: i for i, name in enumerate(names)}
+    out = []
+    for caller, callee, caller_in in sorted(mixed):
+        inside, outside = (caller, callee) if caller_in else (callee, caller)
+        if inside in rank and outside in rank and rank[inside] > rank[outside]:
+            out.append(f"{caller} ({'in the mesh' if caller_in else 'not yet'}) -> {callee} "
+                       f"({'not yet' if caller_in else 'in the mesh'})")
+    return out
+
+
 def judge_migration(order: Any, pods, during, table=()) -> CheckResult:
-    """Pass when `order` is leaves first, every app pod is injected and SYNCED, and the load that ran
+    """Pass when `order` moves frontend last, every app pod is injected and SYNCED, and the load that ran
     across the whole migration had no failed request and saw both ends of it in its traces.
     `table`: the proxy-status table (None: the control plane did not answer)."""
     problem = order_problem(order)
@@ -207,7 +303,7 @@ def judge_migration(order: Any, pods, during, table=()) -> CheckResult:
                            f"the migration{first}",
                            hints=["Move a service by rolling its Deployments (lab.restart), which starts the new, "
                                   "injected pods before the old ones go; do not delete pods or Deployments."])
-    outside, every, early = mesh_states(during)
+    outside, every, mixed = mesh_states(during)
     names, _ = read_order(order)
     line = f"{during.requests} requests under load, 0 failed"
     if not outside.get(names[0]):
@@ -217,10 +313,11 @@ def judge_migration(order: Any, pods, during, table=()) -> CheckResult:
     if not every:
         return CheckResult(False, MIGRATION_EXPECTED, f"{line}, but no request was traced with every service in the "
                            "mesh: the load stopped before the last service joined")
-    if early:
-        pairs = ", ".join(f"{a} (in the mesh) -> {b} (not yet)" for a, b in sorted(early))
-        return CheckResult(False, MIGRATION_EXPECTED, f"{line}, but the traces show callers that joined before a "
-                           f"service they call: {pairs}. Did the cell move them in the order of `order`?")
+    against = against_order(mixed, names)
+    if against:
+        return CheckResult(False, MIGRATION_EXPECTED, f"{line}, but the traces show services in the mesh before one "
+                           f"that `order` ({' -> '.join(names)}) moves first: {', '.join(against)}. Did the cell move "
+                           "them in the order of `order`?")
     return CheckResult(True, MIGRATION_EXPECTED, f"{line}; moved {' -> '.join(names)}; traced: {outside[names[0]]} "
                        f"calls to {names[0]} before it joined, {every} requests with every service in the mesh; "
                        f"{len(shop_pods)} pods injected and SYNCED")
@@ -230,11 +327,13 @@ def judge_migration(order: Any, pods, during, table=()) -> CheckResult:
     "A service is in the mesh when its pods were created with a sidecar: injection happens when a pod is "
     "created, so ask for it (the pod label sidecar.istio.io/inject: 'true') and roll the Deployments. `order` "
     "lists the services; the seed says to start from what is not core (从非核心系统开始改造).",
-    "Leaves first: ratings and catalog call nobody, reviews calls ratings, frontend calls catalog and reviews. In "
-    "join_mesh, take each Deployment of the service (its name is in deployments(service)) from `brownfield`, add the "
+    "The core service is frontend: every customer request passes it, so it moves last; catalog, reviews and "
+    "ratings may go in any order (a sidecar does not need its peers in the mesh). In join_mesh, take each "
+    "Deployment of the service (its name is in deployments(service)) from `brownfield`, add the "
     "label to spec.template.metadata.labels and lab.apply it: a changed pod template rolls the Deployment.",
-    "order = ['ratings', 'reviews', 'catalog', 'frontend']; join_mesh(service): for doc in brownfield: if "
-    "doc['kind'] == 'Deployment' and doc['metadata']['name'] in deployments(service): "
+    "order = ['ratings', 'reviews', 'catalog', 'frontend'] (or any order with frontend last); "
+    "join_mesh(service): for doc in brownfield: if doc['kind'] == 'Deployment' and doc['metadata']['name'] in "
+    "deployments(service): "
     "doc['spec']['template']['metadata']['labels']['sidecar.istio.io/inject'] = 'true'; "
     "lab.apply(manifests.dump([doc])). (Or label the namespace istio-injection=enabled once and "
     "lab.restart(f'deployment/{name}') each one.) Start over by running the set-up cell again.",
@@ -254,10 +353,38 @@ STRICT_EXPECTED = ("STRICT mTLS for the shop: a client outside the mesh gets no 
                    "the edge succeeds; every east-west call carries a verified SPIFFE identity")
 
 
-def judge_strict(outside: Mapping[str, Any], edge, plaintext: Iterable[str] = (), meshed: Iterable[str] = ()) -> CheckResult:
+def _mode(doc: Mapping) -> str:
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    mtls = spec.get("mtls") if isinstance(spec.get("mtls"), Mapping) else {}
+    return str(mtls.get("mode") or "UNSET")
+
+
+def peer_auth_note(docs: Iterable[Mapping] | None, namespace: str = NAMESPACE) -> str:
+    """What the stored PeerAuthentications say about the shop: none; or each with its namespace, and why those
+    of another namespace do not apply to the shop ('' when the backend cannot list them)."""
+    if docs is None:
+        return ""
+    docs = list(docs)
+    if not docs:
+        return "no PeerAuthentication is stored: apply one with mtls: {mode: STRICT}"
+    listed = "; ".join(_described(d, _mode(d), namespace) for d in docs)
+    elsewhere = [d for d in docs if not any(selects(d, s, namespace) for s in services())]
+    if not elsewhere:
+        return f"stored PeerAuthentications: {listed}"
+    where = sorted({_namespace(d, namespace) for d in elsewhere})
+    return (f"stored PeerAuthentications: {listed}. The shop runs in the namespace {namespace}, but "
+            f"{', '.join(_name(d) for d in elsewhere)} {'is' if len(elsewhere) == 1 else 'are'} in "
+            f"{' and '.join(where)}: a PeerAuthentication applies only to the workloads of its own namespace (to the "
+            f"whole mesh only from the root namespace, {ROOT_NAMESPACE}, with no selector). Leave `namespace` out "
+            f"(or write namespace: {namespace}) and apply it again")
+
+
+def judge_strict(outside: Mapping[str, Any], edge, plaintext: Iterable[str] = (), meshed: Iterable[str] = (),
+                 peer_auths: Iterable[Mapping] | None = None, namespace: str = NAMESPACE) -> CheckResult:
     """`outside`: service -> status of a call from outside the mesh (0 = no answer); `edge`: traffic
     through the edge; `plaintext`: east-west calls seen without a peer identity; `meshed`: services
-    whose pods all run a sidecar."""
+    whose pods all run a sidecar; `peer_auths`: the stored PeerAuthentications (None: not known), for the
+    messages only; `namespace`: where the shop runs."""
     meshed = set(meshed)
     if edge is None or not getattr(edge, "requests", 0):
         return CheckResult(False, STRICT_EXPECTED, "no traffic could be sent through the edge")
@@ -278,6 +405,9 @@ def judge_strict(outside: Mapping[str, Any], edge, plaintext: Iterable[str] = ()
         if denied and not loose:
             why = (" (403 is an AuthorizationPolicy's answer, after the connection was accepted; STRICT refuses the "
                    "plaintext connection itself)")
+        if not loose:
+            note = peer_auth_note(peer_auths, namespace)
+            why += f"\n{note}" if note else ""
         return CheckResult(False, STRICT_EXPECTED, f"from outside the mesh: {statuses}: {', '.join(answered)} still "
                            f"answered a client with no certificate{why}")
     if "frontend" in outside and _status(outside["frontend"]) in REFUSED:
@@ -310,7 +440,8 @@ def strict_mtls(lab) -> CheckResult:
     edge = lab.traffic(n=EDGE_REQUESTS, concurrency=4, progress=False)
     shop_pods = app_pods(lab.pods())
     meshed = {s for s in services() if all(injected(p) for p in shop_pods if p.service == s)}
-    return judge_strict(outside, edge, plaintext_calls(edge), meshed)
+    return judge_strict(outside, edge, plaintext_calls(edge), meshed, stored(lab, "PeerAuthentication"),
+                        shop_namespace(shop_pods))
 
 
 # ---- exercise 3: only the callers each service needs ---------------------------------------------------------
@@ -327,10 +458,64 @@ def _who(source: str | None) -> str:
     return source or "outside"
 
 
-def judge_callers(calls: Mapping[tuple, Any], edge, meshed: Iterable[str] = ()) -> CheckResult:
+def _allows(doc: Mapping) -> bool:
+    """An ALLOW AuthorizationPolicy (no action: ALLOW)."""
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    return str(spec.get("action") or "ALLOW").upper() == "ALLOW"
+
+
+def _wide(doc: Mapping, namespace: str) -> str:
+    """Where a policy with no selector applies ('' when it has a selector or lives elsewhere)."""
+    if _match_labels(doc):
+        return ""
+    where = _namespace(doc, namespace)
+    return ("every workload in the namespace" if where == namespace else
+            f"every workload of the mesh (it is in the root namespace, {ROOT_NAMESPACE})" if where == ROOT_NAMESPACE
+            else "")
+
+
+def let_in_note(let_in: list[tuple], calls: Mapping[tuple, Any], policies: Iterable[Mapping] | None,
+                namespace: str = NAMESPACE) -> str:
+    """Why callers got in: a policy with no selector, a workload no ALLOW policy selects (it lets every caller in),
+    or rules that match too much. From the stored policies when known, else from the calls themselves."""
+    order = services()
+    targets = sorted({t for _, t in let_in}, key=order.index)
+    got_in = {t: [_who(s) for s, tt in let_in if tt == t] for t in targets}
+    notes = []
+    if policies is not None:
+        allow = [d for d in policies if _allows(d)]
+        for doc in allow:
+            wide = _wide(doc, namespace)
+            if wide:
+                notes.append(f"{_name(doc)} has no selector: it applies to {wide}, reviews and ratings alike (and "
+                             "frontend and catalog too), so each of them lets in every caller it allows. Give each "
+                             "policy a selector: selector: {matchLabels: {app: ...}}")
+        for t in targets:
+            if not any(selects(d, t, namespace) for d in allow):
+                notes.append(f"{t} has no ALLOW policy, so every caller is let in: add one that selects app: {t}")
+        if not notes:
+            notes = [f"an ALLOW policy selects {t}, yet {', '.join(got_in[t])} got in: its rules match "
+                     f"{'them' if len(got_in[t]) > 1 else 'it'} (a rule with source.namespaces, or a second "
+                     f"principal, lets in more); name only the one caller allowed to call {t}" for t in targets]
+    else:
+        for t in targets:
+            everyone = [k for k in ALLOWED + DENIED if k[1] == t and k[0] is not None]
+            if all(200 <= _status(calls[k]) < 300 for k in everyone):
+                notes.append(f"{t} let every caller in, as a workload that no ALLOW policy selects does: is there "
+                             f"one with selector: {{matchLabels: {{app: {t}}}}}?")
+            else:
+                notes.append(f"{t} let in {', '.join(got_in[t])}: the rules of the ALLOW policy that selects it match "
+                             f"{'them' if len(got_in[t]) > 1 else 'it'}; name only the one caller allowed to call {t}")
+    return "\n" + "\n".join(notes)
+
+
+def judge_callers(calls: Mapping[tuple, Any], edge, meshed: Iterable[str] = (),
+                  policies: Iterable[Mapping] | None = None, namespace: str = NAMESPACE) -> CheckResult:
     """`calls`: (source or None, target) -> status of a call (as lab.call answered); `edge`: traffic
-    through the edge afterwards; `meshed`: services whose pods all run a sidecar."""
+    through the edge afterwards; `meshed`: services whose pods all run a sidecar; `policies`: the stored
+    AuthorizationPolicies (None: not known), for the messages only; `namespace`: where the shop runs."""
     meshed = set(meshed)
+    policies = None if policies is None else list(policies)
     table = "\n".join(f"{_who(s)} -> {t}: {_status(c) or 'no answer'} (want "
                       f"{'200' if (s, t) in ALLOWED else '403' if s else 'no answer or 403'})"
                       for (s, t), c in calls.items())
@@ -341,10 +526,7 @@ def judge_callers(calls: Mapping[tuple, Any], edge, meshed: Iterable[str] = ()) 
     let_in = [(s, t) for s, t in DENIED if 200 <= _status(calls[(s, t)]) < 300]
     if let_in:
         why = (f"\n{', '.join(loose)}: not every pod runs a sidecar, and only a sidecar enforces a policy "
-               "(exercise 1)" if loose else "")
-        if not why and any(s is not None for s, _ in let_in) and all(_status(calls[k]) == 200 for k in ALLOWED):
-            why = ("\nan ALLOW policy lets in exactly its rules; a caller no ALLOW policy on the workload names is "
-                   "denied. Is there one for each of reviews and ratings, naming one principal each?")
+               "(exercise 1)" if loose else let_in_note(let_in, calls, policies, namespace))
         return CheckResult(False, CALLERS_EXPECTED, f"{table}\nlet in: "
                            f"{', '.join(f'{_who(s)} -> {t}' for s, t in let_in)}{why}")
     shut = [(s, t) for s, t in ALLOWED if not 200 <= _status(calls[(s, t)]) < 300]
@@ -364,9 +546,16 @@ def judge_callers(calls: Mapping[tuple, Any], edge, meshed: Iterable[str] = ()) 
         return CheckResult(False, CALLERS_EXPECTED, f"{table}\nno traffic could be sent through the edge")
     if edge.failed:
         first = f" ({edge.errors[0]})" if getattr(edge, "errors", None) else ""
+        beyond = [d for d in policies or [] if _allows(d)
+                  and any(selects(d, s, namespace) for s in ("frontend", "catalog"))]
+        reach = {id(d): _wide(d, namespace) or ("frontend" if selects(d, "frontend", namespace) else "catalog")
+                 for d in beyond}
+        which = ("; ".join(f"{_described(d, '', namespace)} applies to {reach[id(d)]}" for d in beyond) if beyond
+                 else "a policy selects more than reviews and ratings (one with no selector applies to every "
+                 "workload of the namespace, frontend and catalog too)")
         return CheckResult(False, CALLERS_EXPECTED, f"{table}\n{edge.failed} of {edge.requests} requests through the "
-                           f"edge failed{first}: a policy selects more than reviews and ratings (one with no "
-                           "selector applies to every workload of the namespace, frontend and catalog too)")
+                           f"edge failed{first}: {which}. The edge calls frontend with no identity, and frontend calls "
+                           "catalog: an ALLOW policy on either shuts out the calls it does not name")
     return CheckResult(True, CALLERS_EXPECTED, f"{table}\n{edge.requests} requests through the edge, 0 failed")
 
 
@@ -387,7 +576,7 @@ def who_may_call(lab) -> CheckResult:
     edge = lab.traffic(n=EDGE_REQUESTS, concurrency=4, progress=False)
     shop_pods = app_pods(lab.pods())
     meshed = {s for s in services() if all(injected(p) for p in shop_pods if p.service == s)}
-    return judge_callers(calls, edge, meshed)
+    return judge_callers(calls, edge, meshed, stored(lab, "AuthorizationPolicy"), shop_namespace(shop_pods))
 
 
 # ---- exercise 4: a canary, and a header route ------------------------------------------------------------
@@ -473,14 +662,39 @@ QUIZ = {  # question -> (right letter, {letter: why it is wrong})
                  "d": "the edge is not configured by the mesh's control plane here"}),
 }
 OUTAGE_EXPECTED = ("with the control plane down: every request still succeeds, and a VirtualService applied then "
-                   "is not served; once it is back, the change reaches the sidecars; and the quiz right")
+                   "is not served (reviews v2 answers no more often than before it); once it is back, the change "
+                   "reaches the sidecars (reviews all v2); and the quiz right")
 OUTAGE_KEYS = ("while_down", "after_change", "after_restore")
 MIN_OUTAGE_REQUESTS = 100
+SERVED_ALPHA = 1e-6  # a change that was not served is called served less than once in a million runs
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def more_v2_p(before: Mapping[str, int], after: Mapping[str, int]) -> float:
+    """How likely `after` has as many v2 answers as it has, or more, had reviews been routed as in `before`: the
+    one-sided Fisher exact test on the two samples. 0 when `before` had no v2 at all and `after` has some: the
+    routing in force gave v2 nothing (the canary of exercise 4 has no v2 destination), so a v2 answer was routed
+    by something new."""
+    b2, a2 = int(before.get("v2", 0)), int(after.get("v2", 0))
+    nb, na = sum(before.values()), sum(after.values())
+    if a2 == 0:
+        return 1.0
+    if b2 == 0:
+        return 0.0
+    total, v2 = nb + na, b2 + a2
+    low = max(a2, v2 - nb)
+    terms = [_log_choose(v2, k) + _log_choose(total - v2, na - k) - _log_choose(total, na)
+             for k in range(low, min(v2, na) + 1)]
+    return min(1.0, sum(math.exp(t) for t in terms))
 
 
 def judge_outage(answers: Any, outage: Any) -> CheckResult:
-    """`outage`: {'while_down', 'after_change', 'after_restore'}: traffic results of the experiment
-    (the VirtualService applied while down sends every call to reviews to v2)."""
+    """`outage`: {'while_down', 'after_change', 'after_restore'}: traffic results of the experiment. The
+    VirtualService applied while down sends every call to reviews to v2: `after_change` must show no more v2 than
+    the routing measured in `while_down` gives (`more_v2_p`), `after_restore` nothing but v2."""
     if not isinstance(outage, Mapping) or not all(outage.get(k) is not None for k in OUTAGE_KEYS):
         got = sorted(k for k in OUTAGE_KEYS if isinstance(outage, Mapping) and outage.get(k) is not None)
         return CheckResult(False, OUTAGE_EXPECTED, "no outage measured yet: run the experiment so that `outage` holds "
@@ -497,9 +711,25 @@ def judge_outage(answers: Any, outage: Any) -> CheckResult:
     if down.failed or change.failed:
         return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nrequests failed while the control plane was down: did "
                            "you kill something else, or send traffic before the lab had settled?")
-    if _versions(change) and set(_versions(change)) == {"v2"}:
-        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe VirtualService applied during the outage was "
-                           "already served: was the control plane down? (lab.kill(pod='meshlab-controlplane'))")
+    before, after = _versions(down), _versions(change)
+    if not before or not after:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nno answer from reviews was traced in "
+                           f"{'while_down' if not before else 'after_change'}: send the traffic through the edge "
+                           "(lab.traffic(n=200)), whose requests reach reviews")
+    if set(before) == {"v2"}:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nreviews answered only from v2 already in while_down, "
+                           "before ALL_TO_V2 was applied: that routing was in force before the control plane went "
+                           "down (applied before lab.kill, or left from an earlier run), so the experiment cannot show "
+                           "whether a change made during the outage is served. With the control plane up (lab.restore()"
+                           "), route reviews as in exercise 4 again (lab.apply(canary_yaml)), then kill, measure, "
+                           "apply ALL_TO_V2, measure, restore, measure")
+    if more_v2_p(before, after) < SERVED_ALPHA:
+        return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nthe VirtualService was served: reviews v2 answered "
+                           f"{after.get('v2', 0)} of {sum(after.values())} in after_change against "
+                           f"{before.get('v2', 0)} of {sum(before.values())} in while_down, more than the routing in "
+                           "force before the change can give. So the control plane was not down when ALL_TO_V2 was "
+                           "applied (never killed, or already restored): kill it first with "
+                           "lab.kill(pod=\"meshlab-controlplane\"), then apply with wait=0 and measure")
     if back.failed or set(_versions(back)) != {"v2"}:
         return CheckResult(False, OUTAGE_EXPECTED, f"{text}\nafter the control plane came back, reviews still "
                            "answered from other versions than v2: restore it (lab.restore()) and wait until every "

@@ -117,11 +117,14 @@ class FakeMesh:
 
     meshed: services whose pods have sidecars; modes: service -> STRICT / PERMISSIVE / DISABLE (the
     effective PeerAuthentication); allow: service -> the set of callers an ALLOW policy names (a caller
-    None = no identity); split / jason: how frontend's sidecar splits reviews (weights)."""
+    None = no identity); split / jason: how frontend's sidecar splits reviews (weights); stored: kind -> the
+    objects the learner applied, as the local backend lists them (None: a backend that cannot list them)."""
 
     def __init__(self, meshed=EVERY, modes=None, allow=None, split=None, jason=None, stale=(), seed=7,
-                 broken_subsets=False, control_plane=True):
+                 broken_subsets=False, control_plane=True, stored=None):
         self.meshed, self.modes, self.allow = set(meshed), dict(modes or {}), dict(allow or {})
+        if stored is not None:
+            self.backend = SimpleNamespace(objects=lambda kind: [dict(d) for d in stored.get(kind, [])])
         self.split = split or {"v1": 1, "v2": 1, "v3": 1}
         self.jason = jason or self.split
         self.stale, self.broken_subsets, self.control_plane = stale, broken_subsets, control_plane
@@ -167,6 +170,24 @@ class FakeMesh:
         return result(n, failed, shop_paths(self.meshed) if not failed else [], counts if not failed else {})
 
 
+def peer_auth(name, mode, app=None, namespace=None):
+    """A PeerAuthentication as stored (no namespace: where the shop runs)."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    spec = {**({"selector": {"matchLabels": {"app": app}}} if app else {}), "mtls": {"mode": mode}}
+    return {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": meta, "spec": spec}
+
+
+def allow_policy(name, app, callers, namespace=None):
+    """An ALLOW AuthorizationPolicy letting in the principals of `callers` (app=None: no selector)."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    spec = {**({"selector": {"matchLabels": {"app": app}}} if app else {}), "action": "ALLOW",
+            "rules": [{"from": [{"source": {"principals": [lab05.principal(c) for c in callers]}}]}]}
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": meta, "spec": spec}
+
+
+SOLUTION_PEER_AUTHS = [peer_auth("default", "STRICT"), peer_auth("frontend", "PERMISSIVE", app="frontend")]
+SOLUTION_POLICIES = [allow_policy("reviews-callers", "reviews", ["frontend"]),
+                     allow_policy("ratings-callers", "ratings", ["reviews"])]
 STRICT_NS = {s: "STRICT" for s in EVERY}
 RIGHT_MODES = {**STRICT_NS, "frontend": "PERMISSIVE"}
 RIGHT_ALLOW = {"reviews": {"frontend"}, "ratings": {"reviews"}}
@@ -190,39 +211,82 @@ def test_traces_tell_who_is_in_the_mesh_and_who_called():
         ("ratings", True, "spiffe://cluster.local/ns/default/sa/shop-reviews")]
     half = lab05.chain(path("frontend", "reviews", "ratings", meshed={"ratings"})["hops"])
     assert [m for _, m, _ in half] == [False, False, True]
-    outside, every, early = lab05.mesh_states(migration_load())
-    assert outside == {"frontend": 160, "catalog": 70, "reviews": 90, "ratings": 50} and every == 120 and not early
-    assert lab05.mesh_states(migration_load(early=True))[2] == {("frontend", "catalog")}
+    outside, every, mixed = lab05.mesh_states(migration_load())
+    assert outside == {"frontend": 160, "catalog": 70, "reviews": 90, "ratings": 50} and every == 120
+    assert mixed == {("reviews", "ratings", False)}  # reviews, not yet in the mesh, called ratings, already in
+    assert lab05.mesh_states(migration_load(early=True))[2] == {("reviews", "ratings", False),
+                                                                 ("frontend", "catalog", True)}
     assert lab05.plaintext_calls(result(paths=shop_paths(plaintext={"ratings"}))) == {"reviews->ratings"}
 
 
 # ---- exercise 1: brownfield-migration ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("order", [LEAVES_FIRST, ["catalog", "ratings", "reviews", "frontend"],
+                                   ["reviews", "ratings", "catalog", "frontend"],  # a caller before its callee
+                                   ["catalog", "reviews", "ratings", "frontend"],
                                    ("Ratings", "reviews ", "catalog", "frontend")])
-def test_leaves_first_orders_pass(order):
+def test_orders_with_the_core_service_last_pass(order):
     assert lab05.order_problem(order) is None
 
 
 @pytest.mark.parametrize("order, why", [
     ([], "nothing in `order` yet"),
     (None, "nothing in `order` yet"),
-    (["frontend", "catalog", "reviews", "ratings"], "frontend moves before catalog, reviews"),  # callers first
-    (["reviews", "ratings", "catalog", "frontend"], "reviews moves before ratings"),
+    (["frontend", "catalog", "reviews", "ratings"], "frontend moves before catalog, reviews, ratings"),
     (["ratings", "reviews", "frontend", "catalog"], "frontend moves before catalog"),
     (["ratings", "reviews", "frontend"], "missing: catalog"),
     (["ratings", "ratings", "reviews", "catalog", "frontend"], "twice: ratings"),
     (["ratings-v1", "reviews", "catalog", "frontend"], "name no service of the shop: ratings-v1"),
     ("ratings", "missing: frontend, catalog, reviews"),
+    ("ratings, reviews, catalog, frontend", "order must be a list of names"),  # one string
+    ("ratings reviews catalog frontend", "order = ['ratings', 'reviews', 'catalog', 'frontend'], not order = "),
+    (["ratings, reviews", "catalog", "frontend"], "each service is its own item"),
 ])
 def test_wrong_orders_say_why(order, why):
     assert why in lab05.order_problem(order)
+
+
+def test_frontend_early_is_explained_as_risk_not_as_a_dependency():
+    why = lab05.order_problem(["ratings", "frontend", "reviews", "catalog"])
+    assert "frontend moves before reviews, catalog" in why
+    assert "every customer request passes it" in why and "从非核心系统开始改造" in why
+    assert "a sidecar never needs its peers in the mesh" in why
+    assert "depends on" not in why and "which it calls" not in why
+
+
+def test_order_given_as_one_string_is_shown_as_a_list():
+    why = lab05.order_problem("ratings, reviews, catalog, frontend")
+    assert "name no service" not in why  # every name is a service: the shape is what is wrong
+    assert ("order = ['ratings', 'reviews', 'catalog', 'frontend'], not order = 'ratings, reviews, catalog, "
+            "frontend'") in why
 
 
 def test_migration_right_answer_passes():
     pods = shop_pods()
     result_ = lab05.judge_migration(LEAVES_FIRST, pods, migration_load(), status_table(pods))
     assert result_.ok and "0 failed" in result_.received and "ratings -> reviews -> catalog -> frontend" in result_.received
+
+
+def reviews_first_load():
+    """reviews joined first: in the mesh, it calls ratings, not yet in it (no failed request: PERMISSIVE)."""
+    paths = shop_paths(meshed=set(), count=50) + shop_paths(meshed={"reviews"}, count=20) + shop_paths(count=60)
+    return result(400, 0, paths)
+
+
+def test_migration_with_a_caller_before_its_callee_passes():
+    pods = shop_pods()
+    order = ["reviews", "ratings", "catalog", "frontend"]
+    assert lab05.mesh_states(reviews_first_load())[2] == {("reviews", "ratings", True), ("frontend", "reviews", False)}
+    result_ = lab05.judge_migration(order, pods, reviews_first_load(), status_table(pods))
+    assert result_.ok, result_
+    assert "reviews -> ratings -> catalog -> frontend" in result_.received
+
+
+def test_migration_traces_must_agree_with_the_order_given():
+    pods = shop_pods()  # the cell moved reviews first, but `order` says ratings first
+    result_ = lab05.judge_migration(LEAVES_FIRST, pods, reviews_first_load(), status_table(pods))
+    assert not result_.ok
+    assert "reviews (in the mesh) -> ratings (not yet)" in result_.received and "order of `order`" in result_.received
 
 
 @pytest.mark.parametrize("order, pods, load, table, why", [
@@ -290,6 +354,31 @@ def test_strict_typical_mistakes_fail_and_say_why(mesh, why):
     assert why in result_.received
 
 
+def test_strict_solution_stored_passes_and_root_namespace_is_mesh_wide():
+    assert strict_check(FakeMesh(modes=RIGHT_MODES, stored={"PeerAuthentication": SOLUTION_PEER_AUTHS})).ok
+    mesh_wide = [peer_auth("default", "STRICT", namespace="mesh-system"),
+                 peer_auth("frontend", "PERMISSIVE", app="frontend")]
+    assert strict_check(FakeMesh(modes=RIGHT_MODES, stored={"PeerAuthentication": mesh_wide})).ok
+    assert "meshlab-system" not in lab05.peer_auth_note(mesh_wide)  # nothing misplaced to name
+
+
+@pytest.mark.parametrize("stored, why", [
+    ([peer_auth("default", "STRICT", namespace="meshlab-system"),
+      peer_auth("frontend", "PERMISSIVE", app="frontend", namespace="meshlab-system")],
+     "default in namespace meshlab-system (STRICT, no selector); frontend in namespace meshlab-system"),
+    ([peer_auth("default", "STRICT", namespace="meshlab-system")], "but default is in meshlab-system"),
+    ([peer_auth("default", "STRICT", namespace="meshlab-system")], "The shop runs in the namespace default"),
+    ([peer_auth("default", "STRICT", namespace="mesh-system", app="reviews")], "default is in mesh-system"),
+    ([], "no PeerAuthentication is stored"),
+])
+def test_strict_in_another_namespace_names_it(stored, why):
+    # STRICT where the shop is not: every sidecar of the shop stays PERMISSIVE
+    result_ = strict_check(FakeMesh(stored={"PeerAuthentication": stored}))
+    assert not result_.ok
+    assert "still answered a client with no certificate" in result_.received
+    assert why in result_.received
+
+
 def test_strict_judge_catches_frontend_refused_and_plaintext_calls():
     edge = result(100, paths=shop_paths())
     refused = lab05.judge_strict({"frontend": 0, "catalog": 0, "reviews": 0, "ratings": 0}, edge, (), EVERY)
@@ -311,6 +400,53 @@ def test_callers_right_answer_passes():
 
 def test_callers_pass_without_strict_too():
     assert check("who-may-call", FakeMesh(allow=RIGHT_ALLOW)).ok  # the outside caller has no identity: 403
+
+
+def test_callers_solution_stored_passes():
+    assert check("who-may-call", FakeMesh(modes=RIGHT_MODES, allow=RIGHT_ALLOW,
+                                          stored={"AuthorizationPolicy": SOLUTION_POLICIES})).ok
+
+
+NO_SELECTOR = allow_policy("frontend-only", None, ["frontend"])  # every workload: reviews, ratings, frontend, catalog
+
+
+@pytest.mark.parametrize("mesh, why", [
+    # one policy with no selector: it applies to every workload of the namespace
+    (FakeMesh(allow={s: {"frontend"} for s in EVERY}, stored={"AuthorizationPolicy": [NO_SELECTOR]}),
+     "frontend-only has no selector: it applies to every workload in the namespace"),
+    (FakeMesh(allow={s: {"frontend"} for s in EVERY},
+              stored={"AuthorizationPolicy": [allow_policy("frontend-only", None, ["frontend"], "mesh-system")]}),
+     "every workload of the mesh"),
+    # a policy for reviews only: ratings has none, so every caller gets into ratings
+    (FakeMesh(allow={"reviews": {"frontend"}}, stored={"AuthorizationPolicy": SOLUTION_POLICIES[:1]}),
+     "ratings has no ALLOW policy, so every caller is let in"),
+    (FakeMesh(allow={"reviews": {"frontend"}}),  # the same, on a backend that cannot list policies
+     "ratings let every caller in, as a workload that no ALLOW policy selects does"),
+    # the policy for ratings selects the wrong app
+    (FakeMesh(allow={"reviews": {"frontend"}}, stored={"AuthorizationPolicy": [
+        SOLUTION_POLICIES[0], allow_policy("ratings-callers", "rating", ["reviews"])]}),
+     "ratings has no ALLOW policy"),
+    # a rule with source.namespaces: every caller of the namespace
+    (FakeMesh(allow={"reviews": {"frontend", "catalog"}, "ratings": {"reviews", "frontend", "catalog"}},
+              stored={"AuthorizationPolicy": SOLUTION_POLICIES}),
+     "an ALLOW policy selects reviews, yet catalog got in"),
+])
+def test_callers_let_in_says_which_policy_is_missing_or_too_wide(mesh, why):
+    result_ = check("who-may-call", mesh)
+    assert not result_.ok
+    assert why in result_.received
+    assert "is denied" not in result_.received  # no ALLOW policy on a workload lets everyone in, not no one
+
+
+def test_callers_edge_failure_names_the_policy_on_frontend():
+    calls = {k: 200 for k in lab05.ALLOWED}
+    calls.update({k: 403 for k in lab05.DENIED})
+    edge = result(100, failed=100)
+    policies = SOLUTION_POLICIES + [allow_policy("frontend-callers", "frontend", ["reviews"])]
+    received = lab05.judge_callers(calls, edge, EVERY, policies).received
+    assert "frontend-callers in namespace default (app: frontend) applies to frontend" in received
+    received = lab05.judge_callers(calls, edge, EVERY, [NO_SELECTOR]).received
+    assert "frontend-only in namespace default (no selector) applies to every workload in the namespace" in received
 
 
 @pytest.mark.parametrize("mesh, why", [
@@ -387,6 +523,9 @@ RIGHT_QUIZ = {"q1": "b", "q2": "c", "q3": "b", "q4": "a"}
 SPLIT = {"v1": 70, "v2": 65, "v3": 65}
 
 
+CANARY_SPLIT = {"v1": 181, "v3": 19}  # exercise 4's canary still in force: no v2
+
+
 def outage(down=None, change=None, back=None):
     return {"while_down": down or result(200, reviews=SPLIT), "after_change": change or result(200, reviews=SPLIT),
             "after_restore": back or result(200, reviews={"v2": 200})}
@@ -398,10 +537,50 @@ def test_outage_right_answer_passes():
     assert "4/4 right" in result_.received
 
 
+def test_outage_right_answer_passes_after_the_canary():  # the solution: exercise 4's routing, then the outage
+    measured = outage(result(200, reviews=CANARY_SPLIT), result(200, reviews={"v1": 178, "v3": 22}))
+    assert check("control-plane-down", FakeMesh(), RIGHT_QUIZ, measured).ok
+
+
+def test_outage_served_share_is_told_from_chance():
+    assert lab05.more_v2_p(SPLIT, {"v1": 60, "v2": 80, "v3": 60}) > 0.01  # round robin, chance
+    assert lab05.more_v2_p(SPLIT, {"v1": 13, "v2": 186, "v3": 1}) < 1e-30
+    assert lab05.more_v2_p(CANARY_SPLIT, {"v1": 180, "v2": 1, "v3": 19}) == 0.0  # v2 had no route at all
+    assert lab05.more_v2_p(CANARY_SPLIT, CANARY_SPLIT) == 1.0
+    rng = random.Random(5)  # the same routing twice: a correct experiment is not called served
+    for _ in range(200):
+        before, after = (Counter(rng.choices(["v1", "v2", "v3"], k=200)) for _ in range(2))
+        assert lab05.more_v2_p(before, after) >= lab05.SERVED_ALPHA
+
+
+@pytest.mark.parametrize("down, change", [
+    (SPLIT, {"v1": 13, "v2": 186, "v3": 1}),  # never killed, traffic sent while the sidecars took it (walkthrough)
+    (CANARY_SPLIT, {"v1": 13, "v2": 186, "v3": 1}),
+    (CANARY_SPLIT, {"v1": 150, "v2": 35, "v3": 15}),  # some sidecars had it already
+    (CANARY_SPLIT, {"v1": 180, "v2": 1, "v3": 19}),  # a single v2 answer: the canary gives v2 none
+    (SPLIT, {"v2": 200}),  # never killed
+])
+def test_outage_fails_when_the_change_was_served(down, change):
+    result_ = check("control-plane-down", FakeMesh(), RIGHT_QUIZ, outage(result(200, reviews=down),
+                                                                         result(200, reviews=change)))
+    assert not result_.ok
+    assert "the VirtualService was served" in result_.received
+    assert "the control plane was not down when ALL_TO_V2 was applied" in result_.received
+    assert 'lab.kill(pod="meshlab-controlplane")' in result_.received
+
+
+def test_outage_needs_a_routing_the_change_alters():
+    result_ = check("control-plane-down", FakeMesh(), RIGHT_QUIZ,
+                    outage(result(200, reviews={"v2": 200}), result(200, reviews={"v2": 200})))
+    assert not result_.ok and "only from v2 already in while_down" in result_.received
+    result_ = check("control-plane-down", FakeMesh(), RIGHT_QUIZ, outage(change=result(200)))
+    assert not result_.ok and "no answer from reviews was traced in after_change" in result_.received
+
+
 @pytest.mark.parametrize("answers, measured, why", [
     ({"q1": "", "q2": "", "q3": "", "q4": ""}, None, "no outage measured yet"),  # untouched lab
     (RIGHT_QUIZ, {"while_down": result(200)}, "it has: while_down"),
-    (RIGHT_QUIZ, outage(change=result(200, reviews={"v2": 200})), "was the control plane down?"),  # never killed
+    (RIGHT_QUIZ, outage(change=result(200, reviews={"v2": 200})), "the VirtualService was served"),  # never killed
     (RIGHT_QUIZ, outage(back=result(200, reviews=SPLIT)), "restore it"),  # measured before the sidecars synced
     (RIGHT_QUIZ, outage(down=result(200, failed=200)), "requests failed while the control plane was down"),
     (RIGHT_QUIZ, outage(down=result(20, reviews=SPLIT)), "while_down: 20 requests"),
