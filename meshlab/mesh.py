@@ -142,7 +142,7 @@ def _wait_one(backend, deadline: float, timeout: float) -> None:
             print("the control plane is not running: the object is stored, and every sidecar keeps its last config "
                   "until the control plane is back")
             return
-        pending = [e["pod"] for e in sync.get("proxies", []) if e.get("connected") and not e.get("nacked")
+        pending = [e["pod"] + behind(e) for e in sync.get("proxies", []) if e.get("connected") and not e.get("nacked")
                    and e.get("acked") != e.get("version")]
         if sync.get("built_revision", 0) >= revision and not pending:
             return
@@ -196,7 +196,7 @@ def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 30
             where = f" of {name}" if name else ""
             if not built:
                 waiting.append(f"the control plane{where} still building")
-            waiting += [f"{pod} ({name})" if name else pod for pod in pending] or \
+            waiting += [(f"{pod} ({name})" if name else pod) + behind(changed[pod]) for pod in pending] or \
                 ([f"the Envoys{where} not serving the ACKed version yet"] if built else [])
         if len(done) == len(parts):
             break
@@ -218,6 +218,22 @@ def convergence(lab, yaml_text: str, source: str = "<cell>", timeout: float = 30
     wait_drained(lab, [{"kind": ref.split("/")[0]} for ref in refs or []])  # refs are `Kind/name`
     return Convergence(max(times.values(), default=0.0) / 1000, times, versions, unchanged, admitted - started,
                        per_cluster)
+
+
+def behind(entry: dict) -> str:
+    """Why a proxy has not ACKed its version, from the control plane's push state per type: ' (Cluster: NACK ...)',
+    ' (Listener: sent 3 s ago, not ACKed)', or '' when the control plane has nothing more to say."""
+    now = time.time()
+    parts = []
+    for kind, state in sorted((entry.get("types") or {}).items()):
+        if state.get("nacked"):
+            parts.append(f"{kind}: NACK {state.get('nack_error', '')[:80]}")
+        elif state.get("version_sent") and state.get("version_acked") != entry.get("version"):
+            sent = state.get("pushed_at") or 0.0
+            parts.append(f"{kind}: sent {now - sent:.0f} s ago, not ACKed" if sent else f"{kind}: not ACKed")
+    if not (entry.get("types") or {}):
+        parts.append("nothing pushed on this stream yet")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _serving(lab, changed: dict) -> bool:

@@ -174,3 +174,13 @@ def test_an_mtls_or_authorization_change_waits_for_open_connections_to_drain(mon
     Lab.backend.capabilities = staticmethod(lambda: {"mesh"})  # istiod on kind: its own drain, not waited for
     mesh.wait_drained(Lab, [{"kind": "PeerAuthentication"}])
     assert slept == [mesh.DRAIN_S]
+
+
+def test_a_proxy_that_did_not_converge_says_which_type_is_behind(monkeypatch):
+    monkeypatch.setattr(mesh.time, "time", lambda: 1000.0)
+    entry = {"version": "v2", "types": {
+        "Cluster": {"version_sent": "v2", "version_acked": "v2"},
+        "Listener": {"version_sent": "v2", "version_acked": "v1", "pushed_at": 997.0},
+        "RouteConfiguration": {"version_sent": "v2", "nacked": "v2", "nack_error": "bad regex"}}}
+    assert mesh.behind(entry) == " (Listener: sent 3 s ago, not ACKed; RouteConfiguration: NACK bad regex)"
+    assert mesh.behind({"version": "v2"}) == " (nothing pushed on this stream yet)"
