@@ -115,10 +115,9 @@ def active_config(admin_url: str, timeout: float = 3.0) -> str:
 def wait_edge_config(lab, timeout: float = 5.0) -> bool:
     """After an apply, wait until the edge runs the Ingress config the controller last wrote."""
     edge = [p for p in lab.proxies() if p.role == "edge" and p.admin_url and p.state == "running"]
-    objects = getattr(lab.backend, "objects", None)
-    if not edge or objects is None:
+    if not edge or "edge-config" not in lab.backend.capabilities():
         return True
-    wanted = [json.loads(cm["data"]["lds.json"]).get("version_info") for cm in objects("ConfigMap")
+    wanted = [json.loads(cm["data"]["lds.json"]).get("version_info") for cm in lab.backend.objects("ConfigMap")
               if cm["metadata"]["name"] == "edge-envoy" and "lds.json" in cm.get("data", {})]
     deadline = time.monotonic() + timeout
     while wanted:

@@ -123,6 +123,10 @@ class Backend(abc.ABC):
         """Delete objects; return their `kind/name` references."""
 
     @abc.abstractmethod
+    def objects(self, kind: str) -> list[dict]:
+        """The lab's stored objects of one kind, as applied (`kubectl get KIND -o json`)."""
+
+    @abc.abstractmethod
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until every workload is rolled out and ready."""
 
@@ -180,7 +184,8 @@ class Backend(abc.ABC):
         return [self]
 
     def capabilities(self) -> set[str]:
-        """What this backend offers beyond the basics: "watch", "mesh", "restart", "admin"."""
+        """What this backend offers beyond the basics: "watch", "mesh", "restart", "admin", "edge-config" (the
+        edge's config is a ConfigMap the lab can read, so apply can wait until the edge serves it)."""
         return set()
 
     def restart(self, ref: str, timeout: float = 60.0) -> list[str]:

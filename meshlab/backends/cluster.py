@@ -184,6 +184,11 @@ class ClusterBackend(MeshOperations, Backend):
         self.kubectl.delete(docs, namespace="" if self.pin_namespace else None)
         return [ref(d) for d in docs]
 
+    def objects(self, kind: str) -> list[dict]:
+        """`kubectl get KIND -o json` in the lab's namespace: the objects as the API server stores them."""
+        text = self.kubectl.run("get", kind.lower(), "-o", "json", what=f"kubectl get {kind}")
+        return [item for item in json.loads(text or "{}").get("items") or [] if isinstance(item, dict)]
+
     def install_edge(self, host_port: int | None, with_namespace: bool = False) -> None:
         """Apply the Envoy edge and its ingress controller (IngressClass `edge`, backends/edge.py) and wait for it."""
         self.say("installing the edge proxy (Envoy, meshlab's ingress controller, IngressClass edge)")

@@ -199,6 +199,16 @@ def test_apply_and_delete_pin_the_learners_namespace(runner):
     assert yaml.safe_load(runner.inputs("apply")[0]) == docs[0]
 
 
+def test_objects_are_read_back_from_the_learners_namespace(runner):
+    import json
+
+    stored = {"items": [{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                         "metadata": {"name": "reviews", "namespace": NS}, "spec": {"host": "reviews"}}]}
+    runner.on("get", "destinationrule", stdout=json.dumps(stored))
+    assert make(runner).objects("DestinationRule") == stored["items"]
+    assert work(runner)[-1] == ["kubectl", "--context", CTX, "-n", NS, "get", "destinationrule", "-o", "json"]
+
+
 @pytest.mark.parametrize("stage", [2, 4])
 def test_a_stage_goes_into_the_learners_namespace_unchanged(runner, stage):
     from meshlab import stages

@@ -52,6 +52,9 @@ class StoreBackend(Backend):
             store.update({applied.key(d): d for d in docs})
         return [manifests.ref(d) for d in docs]
 
+    def objects(self, kind):
+        return [d for store in self.stores.values() for d in store.values() if d["kind"] == kind]
+
     def delete(self, docs):
         self.deleted.append(sorted(manifests.ref(d) for d in docs))
         for store in self.stores.values():
@@ -99,7 +102,7 @@ class StoreBackend(Backend):
 def settled(monkeypatch):
     """settle.settle recorded, not run; schema validation skipped (tested elsewhere, and slow)."""
     calls = []
-    monkeypatch.setattr(manifests, "validate", lambda docs, source="<yaml>": None)
+    monkeypatch.setattr(manifests, "validate", lambda docs, source="<yaml>", istio_subset=True: None)
     monkeypatch.setattr(settle, "settle", lambda lab: calls.append(lab) or True)
     return calls
 

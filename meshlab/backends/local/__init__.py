@@ -167,7 +167,7 @@ class LocalBackend(MeshClient, Backend):
 
     # ---- the mesh ------------------------------------------------------------------------
     def capabilities(self) -> set[str]:
-        return {"watch", "mesh", "restart", "admin", "convergence", "proxy-status", "pod-get"}
+        return {"watch", "mesh", "restart", "admin", "convergence", "proxy-status", "pod-get", "edge-config"}
 
     def restart(self, ref: str, timeout: float = 60.0) -> list[str]:
         return self._call("restart", wait=timeout + 15, ref=ref, timeout=timeout)
