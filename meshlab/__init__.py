@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import signal
+import _signal  # first, and already loaded by Python itself: the window before the handler below is a few lines
 import sys
 
-if os.path.basename(sys.argv[0] if sys.argv else "") == "meshlab":
+if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "meshlab":
     # The `meshlab` command is starting: a Ctrl-C before it has begun anything leaves quietly (exit 130).
     # cli.main() puts Python's KeyboardInterrupt back once it runs; notebooks and tests never come here.
     def _leave(signum, frame):
         sys.stderr.write("interrupted: nothing was started\n")
         sys.exit(130)
 
-    signal.signal(signal.SIGINT, _leave)
+    _signal.signal(_signal.SIGINT, _leave)
+
+import importlib  # noqa: E402 (after the handler: a Ctrl-C while these load is meshlab's to answer)
 
 __version__ = "0.1.0"
 
