@@ -15,16 +15,20 @@ from typing import Callable
 import grpc
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 
-# every message an Envoy resource or its typed_config may carry; others are imported on demand
+# every message an Envoy resource or its typed_config may carry (translate/common.py's @types), imported before any
+# stream encodes: an import on demand while several streams encode at once is a window for a half-built type
 from envoy.config.cluster.v3 import cluster_pb2  # noqa: F401
 from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: F401
 from envoy.config.listener.v3 import listener_pb2  # noqa: F401
 from envoy.config.route.v3 import route_pb2  # noqa: F401
 from envoy.extensions.filters.http.fault.v3 import fault_pb2  # noqa: F401
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2  # noqa: F401
+from envoy.extensions.clusters.dns.v3 import dns_cluster_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # noqa: F401
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2  # noqa: F401
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
@@ -63,7 +67,6 @@ def _import_package_of(full_name: str) -> None:
         with _import_lock:
             if package in _imported:
                 continue
-            _imported.add(package)
             try:
                 spec = importlib.util.find_spec(package)
             except (ImportError, ValueError):
@@ -71,6 +74,7 @@ def _import_package_of(full_name: str) -> None:
             for folder in (spec.submodule_search_locations or []) if spec else []:
                 for module in sorted(Path(folder).glob("*_pb2.py")):
                     importlib.import_module(f"{package}.{module.stem}")
+            _imported.add(package)  # only once every module of it is in: a racing stream waits on the lock
         if spec:
             return
 
