@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
@@ -97,7 +98,9 @@ def to_any(type_url: str, resource: dict) -> any_pb2.Any:
     """Parse one resource in proto3 JSON into its message for type_url, packed in an Any."""
     for name in _type_names(resource):
         message_class(name)
-    message = json_format.ParseDict(resource, message_class(type_url.rsplit("/", 1)[-1])())
+    # ParseDict deletes and puts back each Any's '@type' in the dict it reads: parse a private copy, since one
+    # resource is shared by the snapshots of many sidecars and their streams encode at the same time
+    message = json_format.ParseDict(copy.deepcopy(resource), message_class(type_url.rsplit("/", 1)[-1])())
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
