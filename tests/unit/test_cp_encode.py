@@ -15,10 +15,13 @@ ROUTES = {"name": "9080", "virtual_hosts": [{"name": "reviews", "domains": ["*"]
                                   "typed_config": {"@type": PREVIOUS_HOSTS}}]}}}]}]}
 
 
-def test_encoding_leaves_the_resource_as_it_was():
+def test_the_parser_never_gets_the_shared_resource_itself(monkeypatch):
+    handed = []
+    parse = ads.json_format.ParseDict
+    monkeypatch.setattr(ads.json_format, "ParseDict", lambda value, message: handed.append(value) or parse(value, message))
     resource = copy.deepcopy(ROUTES)
     ads.to_any(ROUTE_CONFIGURATION, resource)
-    assert resource == ROUTES
+    assert handed and handed[0] is not resource and handed[0] == ROUTES  # a private copy: the parser may change it
 
 
 def test_streams_encoding_one_shared_resource_at_once_all_get_the_typed_config():
